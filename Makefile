@@ -1,0 +1,62 @@
+# pyops -- the commands a newcomer runs.  Each target does its own set-up.
+#   make setup   .venv with pinned dependencies, the compiled extensions, the Fashion-MNIST data (apt)
+#   make test    everything: C++ emulator self-tests (plain, ASan+UBSan, TSan), GPU build audit, pytest
+#   make bench   the benchmarks
+# Faster iteration: `make build-cpu` rebuilds pyops._C without CUDA kernels (CI always builds CUDA).
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+# The nvcc on PATH may be a wrapper script, which misleads torch's guess of CUDA_HOME: prefer the toolkit folder.
+export CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda))
+export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
+
+SOURCES := setup.py pyproject.toml $(shell find csrc kernels -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' 2>/dev/null)
+DEPS    := $(VENV)/.deps-installed
+BUILT   := build/.extensions-built
+
+.PHONY: setup build build-cpu test test-cpp test-py bench info data clean
+
+setup: build data
+
+$(DEPS): requirements.txt
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade-strategy only-if-needed -r requirements.txt
+	@touch $@
+
+$(BUILT): $(DEPS) $(SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@mkdir -p build && touch $@
+
+build: $(BUILT)
+
+build-cpu: $(DEPS)
+	PYOPS_CUDA=0 PYOPS_SIM=0 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	@rm -f $(BUILT)
+
+# Real data for `make bench`: Debian's Fashion-MNIST package, when apt can install it here.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) && \
+	  echo "data: installed dataset-fashion-mnist" || echo "data: apt could not install dataset-fashion-mnist (benchmarks fall back to other sources)"; \
+	else echo "data: dataset-fashion-mnist not installed (needs root and apt); benchmarks fall back to other sources"; fi
+
+test: build test-cpp test-py
+
+test-cpp: $(DEPS)
+	$(MAKE) -C tests/cpp PY=$(abspath $(PY))
+
+test-py: build
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run_all.py
+
+info: build
+	$(PY) -m pyops info
+
+clean:
+	rm -rf build pyops/*.so *.egg-info
+	$(MAKE) -C tests/cpp clean

@@ -1,0 +1,89 @@
+// ops.cpp -- every operator schema of pyops, in one place, and the Python module of the extension.
+//
+// The same file builds two namespaces: `pyops` in pyops._C (CPU kernels from csrc/cpu, CUDA kernels
+// from csrc/cuda) and, with PYOPS_SIM, `pyops_sim` in pyops._C_sim (the CUDA kernels run by the
+// CUDA-on-CPU emulator).  Python adds fake (meta) implementations for both (pyops/_ops.py), so
+// torch.compile traces every op without running it.
+//
+// Naming: <op>_fwd / <op>_bwd.  Backward ops take what the forward saved.
+#include <Python.h>
+#include <torch/library.h>
+
+#include <map>
+#include <string>
+
+#include "csrc/common.h"
+
+#if defined(PYOPS_SIM)
+namespace pyops::sim {
+std::map<std::string, long> launch_counts();  // csrc/sim/kernels.cpp
+void reset_launch_counts();
+}  // namespace pyops::sim
+#endif
+
+PYOPS_LIBRARY(m) {
+  // softmax family: dim is any dim of input; output has input's shape (csrc/softmax.h)
+  m.def("softmax_fwd(Tensor input, int dim) -> Tensor");
+  m.def("log_softmax_fwd(Tensor input, int dim) -> Tensor");
+  m.def("softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
+  m.def("log_softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
+}
+
+// ---- Python module: importing it runs the registrations above; a few functions describe the build.
+namespace {
+
+PyObject* build_info(PyObject*, PyObject*) {
+  return Py_BuildValue("{s:O,s:s,s:s,s:O,s:O}",                            //
+                       "cuda", PYOPS_WITH_CUDA ? Py_True : Py_False,        //
+                       "cuda_archs", PYOPS_CUDA_ARCHS,                      //
+                       "nvcc", PYOPS_NVCC_VERSION,                          //
+                       "cpu_avx2", PYOPS_CPU_AVX2 ? Py_True : Py_False,     //
+#if defined(PYOPS_SIM)
+                       "sim", Py_True
+#else
+                       "sim", Py_False
+#endif
+  );
+}
+
+#if defined(PYOPS_SIM)
+PyObject* launch_counts(PyObject*, PyObject*) {
+  PyObject* d = PyDict_New();
+  for (const auto& [name, n] : pyops::sim::launch_counts()) {
+    PyObject* v = PyLong_FromLong(n);
+    PyDict_SetItemString(d, name.c_str(), v);
+    Py_DECREF(v);
+  }
+  return d;
+}
+PyObject* reset_launch_counts(PyObject*, PyObject*) {
+  pyops::sim::reset_launch_counts();
+  Py_RETURN_NONE;
+}
+#endif
+
+PyMethodDef methods[] = {
+    {"build_info", build_info, METH_NOARGS, "How this extension was built: CUDA, architectures, nvcc, AVX2."},
+#if defined(PYOPS_SIM)
+    {"launch_counts", launch_counts, METH_NOARGS,
+     "Emulated kernel launches so far, by kernel name (template arguments stripped)."},
+    {"reset_launch_counts", reset_launch_counts, METH_NOARGS, "Forget the launch counts."},
+#endif
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT, C10_STRINGIZE(TORCH_EXTENSION_NAME), "pyops compiled operators",
+                          -1, methods};
+
+}  // namespace
+
+PyMODINIT_FUNC C10_CONCATENATE(PyInit_, TORCH_EXTENSION_NAME)(void) {
+#if PYOPS_CPU_AVX2 && (defined(__x86_64__) || defined(__i386__))
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    PyErr_SetString(PyExc_ImportError,
+                    "pyops: this build's CPU kernels use AVX2+FMA, which this CPU lacks; "
+                    "rebuild with PYOPS_CPU_AVX2=0 pip install --no-build-isolation -e .");
+    return nullptr;
+  }
+#endif
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,18 @@
+// kernels.cpp -- the CUDA kernels of kernels/cuda, compiled by g++ for the CUDA-on-CPU emulator
+// (backend "cuda-sim").  Exactly the translation unit nvcc compiles (csrc/cuda/kernels.cu), with the
+// emulator (csrc/sim/simt.h) providing threadIdx, __syncthreads, shuffles and the launch.
+// Torch-free: the PyTorch glue (csrc/cuda/*.cpp built with PYOPS_SIM) calls in through the launch
+// functions declared in the kernel headers.
+#define PYOPS_SIM_DEVICE
+#include "csrc/cuda/kernels.cu"
+
+namespace pyops::sim {
+std::map<std::string, long> launch_counts() {
+  std::lock_guard<std::mutex> l(::simt::counts_mutex());
+  return ::simt::launch_counts();
+}
+void reset_launch_counts() {
+  std::lock_guard<std::mutex> l(::simt::counts_mutex());
+  ::simt::launch_counts().clear();
+}
+}  // namespace pyops::sim

@@ -1,0 +1,54 @@
+// softmax.h -- the backend-independent half of the softmax family: argument checks and the
+// [rows, cols] view each backend's kernel runs on, shared by csrc/cpu and csrc/cuda.
+#pragma once
+#include "csrc/common.h"
+
+namespace pyops {
+
+inline const char* softmax_name(bool log) { return log ? "log_softmax" : "softmax"; }
+inline const char* softmax_backward_name(bool log) { return log ? "log_softmax_backward" : "softmax_backward"; }
+
+// Forward: checks `x` and `dim`, views x as rows along dim, allocates the output, calls
+// kernel(in_rows, out_ptr_tensor) when there is anything to do, returns the output in x's layout.
+template <class Kernel>
+at::Tensor softmax_forward_rows(const at::Tensor& x, int64_t dim, bool log, bool allow_half, Kernel&& kernel) {
+  const char* op = softmax_name(log);
+  check_floating(x, op, "input", allow_half);
+  dim = wrap_dim(dim, x.dim(), op);
+  const Rows in = as_rows(x, dim);
+  at::Tensor y = empty_rows_like(x, dim);  // contiguous: row stride in.cols
+  if (in.rows > 0 && in.cols > 0) kernel(in, y);
+  return restore_layout(y, x, dim);
+}
+
+// Backward: grad_output and output must agree in shape, dtype and device; calls
+// kernel(grad_rows, out_rows, grad_input) and returns grad_input in output's layout.
+template <class Kernel>
+at::Tensor softmax_backward_rows(const at::Tensor& grad, const at::Tensor& out, int64_t dim, bool log,
+                                 bool allow_half, Kernel&& kernel) {
+  const char* op = softmax_backward_name(log);
+  check_floating(out, op, "output", allow_half);
+  check_same_dtype(grad, "grad_output", out, "output", op);
+  check_same_device({{"grad_output", &grad}, {"output", &out}}, op);
+  TORCH_CHECK(grad.sizes() == out.sizes(), op, ": grad_output shape ", grad.sizes(), " does not match output shape ",
+              out.sizes());
+  dim = wrap_dim(dim, out.dim(), op);
+  const Rows g = as_rows(grad, dim), y = as_rows(out, dim);
+  at::Tensor gx = empty_rows_like(out, dim);
+  if (y.rows > 0 && y.cols > 0) kernel(g, y, gx);
+  return restore_layout(gx, out, dim);
+}
+
+// The four registered ops of one backend, from its forward/backward implementations.
+#define PYOPS_SOFTMAX_OPS(fwd_impl, bwd_impl)                                                                   \
+  at::Tensor softmax_fwd(const at::Tensor& x, int64_t dim) { return fwd_impl(x, dim, false); }                 \
+  at::Tensor log_softmax_fwd(const at::Tensor& x, int64_t dim) { return fwd_impl(x, dim, true); }              \
+  at::Tensor softmax_bwd(const at::Tensor& g, const at::Tensor& y, int64_t dim) { return bwd_impl(g, y, dim, false); } \
+  at::Tensor log_softmax_bwd(const at::Tensor& g, const at::Tensor& y, int64_t dim) { return bwd_impl(g, y, dim, true); }
+#define PYOPS_SOFTMAX_REGISTER(m)              \
+  m.impl("softmax_fwd", &softmax_fwd);         \
+  m.impl("log_softmax_fwd", &log_softmax_fwd); \
+  m.impl("softmax_bwd", &softmax_bwd);         \
+  m.impl("log_softmax_bwd", &log_softmax_bwd)
+
+}  // namespace pyops

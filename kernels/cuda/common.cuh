@@ -1,0 +1,154 @@
+// common.cuh -- what every pyops CUDA kernel shares.  Torch-free: this header and the kernel
+// headers beside it are compiled three ways.
+//
+//   nvcc (csrc/cuda/kernels.cu)        __CUDACC__        real device code, launched with <<<>>>
+//   g++ + emulator (csrc/sim/...)      PYOPS_SIM_DEVICE  the same device code, run on the CPU by
+//                                                        csrc/sim/simt.h (backend "cuda-sim")
+//   g++, glue (csrc/cuda/<op>.cpp)     neither           declarations only: the launch functions
+//                                                        the PyTorch glue calls
+//
+// Layers: a kernel header (softmax.cuh, ...) holds the __global__ kernels, a torch-free *plan*
+// function that picks variant/grid/block from the shape (one function, used by the real launch,
+// the emulated launch and the tests), and a launch function taking raw pointers, sizes and
+// strides.  PyTorch never appears below csrc/.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PYOPS_DEVICE_CODE 1
+#include <cuda_runtime.h>
+#elif defined(PYOPS_SIM_DEVICE)
+#define PYOPS_DEVICE_CODE 1
+#define SIMT_USE_CUDA_HEADERS
+#include "simt.h"  // csrc/sim: qualifiers, threadIdx, __syncthreads, shuffles, atomics on the CPU
+#else
+#include <vector_types.h>  // dim3 for the plans (host-only; no device code in this mode)
+#endif
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace pyops::cuda {
+
+#if defined(PYOPS_SIM) || defined(PYOPS_SIM_DEVICE)
+using Stream = void*;  // the emulator runs every launch synchronously on the calling thread
+#else
+using Stream = struct CUstream_st*;  // == cudaStream_t, without pulling in the runtime headers
+#endif
+
+// Where a launch goes: filled by an op's plan function, consumed by PYOPS_LAUNCH.
+struct LaunchConfig {
+  dim3 grid{1, 1, 1};
+  dim3 block{1, 1, 1};
+  size_t smem = 0;  // dynamic shared memory, bytes
+};
+
+// PYOPS_LAUNCH(cfg, stream, kernel<T, N>)(args...)  ==  kernel<T, N><<<grid, block, smem, stream>>>(args...)
+// The kernel comes last so template arguments with commas need no extra parentheses.
+#if defined(__CUDACC__)
+#define PYOPS_LAUNCH(cfg, stream, ...) __VA_ARGS__<<<(cfg).grid, (cfg).block, (cfg).smem, (stream)>>>
+#elif defined(PYOPS_SIM_DEVICE)
+#define PYOPS_LAUNCH(cfg, stream, ...) \
+  ((void)(stream), ::simt::Launcher{#__VA_ARGS__, __VA_ARGS__, (cfg).grid, (cfg).block, (cfg).smem})
+#endif
+
+// Status of the launches just made: nullptr on success, else the CUDA error string.  The glue
+// turns it into a Python exception (TORCH_CHECK); the emulator throws its own errors instead.
+#if defined(__CUDACC__)
+inline const char* launch_status() {
+  cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+#elif defined(PYOPS_SIM_DEVICE)
+inline const char* launch_status() { return nullptr; }
+#endif
+
+// Explicit instantiation lists: each kernel header ends with PYOPS_FOR_EACH_FLOAT(ITS_INSTANTIATION)
+// under PYOPS_INSTANTIATE, defined only by the one translation unit that compiles the device code.
+#define PYOPS_FOR_EACH_FLOAT(X) X(float) X(double) X(__half) X(__nv_bfloat16)
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline unsigned next_pow2(uint64_t v) {
+  unsigned p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+// Accumulation type: fp16/bf16 are storage only; float accumulates in float, double in double.
+template <class T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+template <class T> using acc_t = typename Acc<T>::type;
+
+#if defined(PYOPS_DEVICE_CODE)
+
+template <class T> __device__ __forceinline__ acc_t<T> to_acc(T v) { return static_cast<acc_t<T>>(v); }
+template <> __device__ __forceinline__ float to_acc<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_acc<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <class T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return static_cast<T>(v); }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Full-precision math in the accumulation type (the __expf intrinsics are too loose for the
+// float32 tolerances the tests hold the kernels to).
+__device__ __forceinline__ float exp_(float v) { return expf(v); }
+__device__ __forceinline__ double exp_(double v) { return exp(v); }
+__device__ __forceinline__ float log_(float v) { return logf(v); }
+__device__ __forceinline__ double log_(double v) { return log(v); }
+template <class A> __device__ __forceinline__ A neg_inf() { return -static_cast<A>(INFINITY); }
+
+// N elements moved as one 16-byte (or smaller) access: LDG.E.128 / STG.E.128 when N * sizeof(T) == 16.
+template <class T, int N> struct alignas(sizeof(T) * N) Vec { T v[N]; };
+
+template <class T, int N> __device__ __forceinline__ Vec<T, N> load_vec(const T* p) {
+  return *reinterpret_cast<const Vec<T, N>*>(p);
+}
+template <class T, int N> __device__ __forceinline__ void store_vec(T* p, const Vec<T, N>& v) {
+  *reinterpret_cast<Vec<T, N>*>(p) = v;
+}
+
+constexpr unsigned FULL_MASK = 0xffffffffu;
+
+template <class A> __device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(FULL_MASK, v, off);
+  return v;
+}
+template <class A> __device__ __forceinline__ A warp_max(A v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(FULL_MASK, v, off));
+  return v;
+}
+
+// Block-wide sum; every thread gets the result.  `scratch` holds 32 values in shared memory and may
+// be reused as soon as this returns (the trailing barrier).  blockDim.x must be a multiple of 32.
+template <class A> __device__ __forceinline__ A block_sum(A v, A* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < nwarps ? scratch[lane] : A(0);
+    v = warp_sum(v);
+    if (lane == 0) scratch[0] = v;
+  }
+  __syncthreads();
+  v = scratch[0];
+  __syncthreads();
+  return v;
+}
+
+// Dynamic shared memory of the running block, as an array of T (size chosen by the plan).
+template <class T> __device__ __forceinline__ T* dynamic_smem() {
+#if defined(__CUDACC__)
+  extern __shared__ __align__(16) unsigned char pyops_dynamic_smem[];
+  return reinterpret_cast<T*>(pyops_dynamic_smem);
+#else
+  return reinterpret_cast<T*>(::simt::dynamic_shared());
+#endif
+}
+
+#endif  // PYOPS_DEVICE_CODE
+
+}  // namespace pyops::cuda

@@ -1,0 +1,136 @@
+"""Triton softmax / log-softmax over the rows of a [rows, cols] matrix, forward and backward.
+
+Math (derivation in kernels/cuda/softmax.cuh):
+    softmax      y = exp(x - m) / s                 m = max(x), s = sum(exp(x - m))
+    log_softmax  y = x - m - log(s)
+    backward     softmax:      dx = y * (g - sum(g * y))
+                 log_softmax:  dx = g - exp(y) * sum(g)
+
+Decomposition: one program per row.
+  * cols <= MAX_SINGLE_BLOCK: the whole row is one block of BLOCK = next_pow2(cols) lanes, loaded once
+    into registers; max, sum and the output come from that single read.
+  * longer rows: a loop over column blocks of LOOP_BLOCK.  The forward keeps a per-lane running
+    (max, sum) pair -- when a lane's max grows, its sum is rescaled by exp(old - new) -- so the
+    statistics need one read of the row; the output needs a second.  The backward reduces its dot
+    product in one loop and writes in a second.
+Accumulation in float32 (float64 for float64 rows).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from . import count_launch
+
+MAX_SINGLE_BLOCK = 4096
+LOOP_BLOCK = 1024
+
+
+@triton.jit
+def softmax_fwd_kernel(x_ptr, ldx, y_ptr, ldy, cols,  # x, y: [rows, cols], row strides ldx, ldy
+                       LOG: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK)
+    mask = offs < cols
+    x = tl.load(x_ptr + row * ldx + offs, mask=mask, other=-float("inf")).to(ACC)
+    m = tl.max(x, axis=0)
+    z = x - m  # a row of only -inf gives NaN here, as in PyTorch
+    s = tl.sum(tl.where(mask, tl.exp(z), 0.0), axis=0)
+    y = z - tl.log(s) if LOG else tl.exp(z) / s
+    tl.store(y_ptr + row * ldy + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def softmax_fwd_looped_kernel(x_ptr, ldx, y_ptr, ldy, cols,  # x, y: [rows, cols]
+                              LOG: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * ldx
+    offs = tl.arange(0, BLOCK)
+    m_lane = tl.full([BLOCK], -float("inf"), ACC)
+    s_lane = tl.zeros([BLOCK], ACC)
+    for start in range(0, cols, BLOCK):  # pass 1: online (max, sum) per lane
+        mask = start + offs < cols
+        x = tl.load(x_row + start + offs, mask=mask, other=-float("inf")).to(ACC)
+        m_new = tl.maximum(m_lane, x)
+        dead = m_new == -float("inf")  # nothing finite seen yet: contributes 0, avoids (-inf) - (-inf)
+        s_lane = tl.where(dead, 0.0, s_lane * tl.exp(m_lane - m_new) + tl.exp(x - m_new))
+        m_lane = m_new
+    m = tl.max(m_lane, axis=0)
+    s = tl.sum(tl.where(m_lane == -float("inf"), 0.0, s_lane * tl.exp(m_lane - m)), axis=0)
+    shift = m + tl.log(s)
+    for start in range(0, cols, BLOCK):  # pass 2: output
+        mask = start + offs < cols
+        x = tl.load(x_row + start + offs, mask=mask, other=0.0).to(ACC)
+        y = x - shift if LOG else tl.exp(x - m) / s
+        tl.store(y_ptr + row * ldy + start + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def softmax_bwd_kernel(g_ptr, ldg, y_ptr, ldy, gx_ptr, ldgx, cols,  # all [rows, cols]
+                       LOG: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK)
+    mask = offs < cols
+    g = tl.load(g_ptr + row * ldg + offs, mask=mask, other=0.0).to(ACC)
+    y = tl.load(y_ptr + row * ldy + offs, mask=mask, other=0.0).to(ACC)
+    if LOG:
+        gx = g - tl.exp(y) * tl.sum(g, axis=0)
+    else:
+        gx = y * (g - tl.sum(g * y, axis=0))
+    tl.store(gx_ptr + row * ldgx + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def softmax_bwd_looped_kernel(g_ptr, ldg, y_ptr, ldy, gx_ptr, ldgx, cols,  # all [rows, cols]
+                              LOG: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], ACC)
+    for start in range(0, cols, BLOCK):  # pass 1: sum(g) or sum(g * y)
+        mask = start + offs < cols
+        g = tl.load(g_ptr + row * ldg + start + offs, mask=mask, other=0.0).to(ACC)
+        if LOG:
+            acc += g
+        else:
+            acc += g * tl.load(y_ptr + row * ldy + start + offs, mask=mask, other=0.0).to(ACC)
+    dot = tl.sum(acc, axis=0)
+    for start in range(0, cols, BLOCK):  # pass 2: the gradient
+        mask = start + offs < cols
+        g = tl.load(g_ptr + row * ldg + start + offs, mask=mask, other=0.0).to(ACC)
+        y = tl.load(y_ptr + row * ldy + start + offs, mask=mask, other=0.0).to(ACC)
+        gx = g - tl.exp(y) * dot if LOG else y * (g - dot)
+        tl.store(gx_ptr + row * ldgx + start + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+def _acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _num_warps(block):
+    return 4 if block <= 2048 else 8
+
+
+def launch_plan(cols: int):
+    """(looped, BLOCK) for a row of ``cols`` elements -- the one place that picks the variant."""
+    if cols <= MAX_SINGLE_BLOCK:
+        return False, triton.next_power_of_2(cols)
+    return True, LOOP_BLOCK
+
+
+def softmax_forward(x: torch.Tensor, y: torch.Tensor, log: bool) -> None:
+    """y[r, :] = (log_)softmax(x[r, :]); x, y: [rows, cols] with unit column stride."""
+    rows, cols = x.shape
+    looped, block = launch_plan(cols)
+    kernel = softmax_fwd_looped_kernel if looped else softmax_fwd_kernel
+    count_launch(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
+    kernel[(rows,)](x, x.stride(0), y, y.stride(0), cols, LOG=log, ACC=_acc(x.dtype), BLOCK=block,
+                    num_warps=_num_warps(block))
+
+
+def softmax_backward(g: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, log: bool) -> None:
+    """gx = d(loss)/dx from g = d(loss)/dy and the forward output y; all [rows, cols], unit column stride."""
+    rows, cols = y.shape
+    looped, block = launch_plan(cols)
+    kernel = softmax_bwd_looped_kernel if looped else softmax_bwd_kernel
+    count_launch(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
+    kernel[(rows,)](g, g.stride(0), y, y.stride(0), gx, gx.stride(0), cols, LOG=log, ACC=_acc(y.dtype),
+                    BLOCK=block, num_warps=_num_warps(block))

@@ -1,0 +1,21 @@
+"""pyops: hand-written CUDA C++ and Triton kernels for the ops that dominate training a small MLP,
+as drop-ins for their PyTorch counterparts.
+
+Every op takes a keyword-only ``backend=``: ``auto`` (default: ``cuda`` for CUDA tensors, ``cpu``
+for CPU tensors), ``cuda``, ``triton``, ``cpu``, ``cuda-sim`` (the CUDA kernels run on the CPU by
+the emulator) or ``torch`` (stock PyTorch).  Choose per call, per block with
+``with pyops.use_backend("triton"):``, or per process with ``PYOPS_BACKEND``.
+"""
+from ._backend import BACKENDS, BackendError, current_backend, use_backend
+from ._ops import available_backends
+from .softmax import log_softmax, softmax
+
+__all__ = [
+    "BACKENDS",
+    "BackendError",
+    "available_backends",
+    "current_backend",
+    "log_softmax",
+    "softmax",
+    "use_backend",
+]

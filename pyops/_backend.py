@@ -1,0 +1,71 @@
+"""Backend selection: per call (``backend=``), per block (``with pyops.use_backend(...)``), per
+process (``PYOPS_BACKEND``), else ``auto``.
+
+A backend that cannot run the given tensors raises :class:`BackendError` saying why and what to
+do; pyops never falls back to another backend silently.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+#: every name ``backend=`` accepts
+BACKENDS = ("auto", "cuda", "triton", "cpu", "cuda-sim", "torch")
+
+DESCRIPTIONS = {
+    "auto": "cuda for CUDA tensors, cpu for CPU tensors (the default)",
+    "cuda": "the hand-written CUDA C++ kernels, on CUDA tensors",
+    "triton": "the Triton kernels, on CUDA tensors (CPU tensors when TRITON_INTERPRET=1 was set before import)",
+    "cpu": "the C++ CPU kernels (vectorized, multi-threaded), on CPU tensors",
+    "cuda-sim": "the CUDA kernels' own source executed on the CPU by the emulator, on CPU tensors (tests, teaching)",
+    "torch": "stock PyTorch, the reference",
+}
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot run these tensors here."""
+
+
+def check_name(name: str, where: str = "backend") -> str:
+    if name not in BACKENDS:
+        raise BackendError(f"unknown {where} {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+_PROCESS_DEFAULT = check_name(os.environ.get("PYOPS_BACKEND", "auto").strip() or "auto", "PYOPS_BACKEND value")
+_stack: list[str] = []  # innermost `use_backend` last
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the pyops ops inside the block on backend ``name`` (unless a call passes ``backend=``)."""
+    _stack.append(check_name(name))
+    try:
+        yield name
+    finally:
+        _stack.pop()
+
+
+def current_backend() -> str:
+    """The backend a call without ``backend=`` gets: the innermost ``use_backend``, else ``PYOPS_BACKEND``, else auto."""
+    return _stack[-1] if _stack else _PROCESS_DEFAULT
+
+
+def resolve(backend: str | None, device: torch.device, op: str) -> str:
+    """The concrete backend (never 'auto') that runs ``op`` on tensors on ``device``, or BackendError."""
+    from . import _ops
+
+    name = check_name(backend) if backend is not None else current_backend()
+    if name == "auto":
+        if device.type == "cuda":
+            name = "cuda"
+        elif device.type == "cpu":
+            name = "cpu"
+        else:
+            raise BackendError(f"{op}: no pyops backend runs on {device.type} tensors; use backend='torch'")
+    why = _ops.unavailable_reason(name, device)
+    if why:
+        raise BackendError(f"{op}: backend {name!r} cannot run here: {why}")
+    return name
