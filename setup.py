@@ -169,6 +169,7 @@ def extensions():
 
 
 def main():
+    ext_modules = extensions()  # first: sets CUDA_HOME before torch.utils.cpp_extension reads it at import
     from torch.utils.cpp_extension import BuildExtension
 
     class Build(BuildExtension):
@@ -180,7 +181,7 @@ def main():
             self.build_temp = os.path.join(ROOT, "build", "temp")
 
     os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 2))
-    setup(ext_modules=extensions(), cmdclass={"build_ext": Build.with_options(use_ninja=True)})
+    setup(ext_modules=ext_modules, cmdclass={"build_ext": Build.with_options(use_ninja=True)})
 
 
 if __name__ == "__main__":
