@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Time the seed MLP's training step through stock eager (default Adam), stock "
                         "eager (Adam fused=True), torch.compile and pyops, on the same batches; write results.json, "
                         "results.md and plots to --out.")
-    be.add_argument("dataset", choices=("mnist", "fashion-mnist", "synthetic"))
+    be.add_argument("dataset", choices=("mnist", "fashion-mnist", "synthetic", "auto"),
+                    help="auto: the first of mnist, fashion-mnist with a local copy, else synthetic (no download)")
     bench.add_arguments(be)
     _data_arguments(be)
     be.add_argument("--out", default=None, help="output folder (default results/bench-<dataset>), replaced atomically")

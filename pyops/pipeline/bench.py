@@ -244,7 +244,7 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
                                 flops_per_step=floor_flops, gemms=11, timed_calls=len(floor_times)))
 
 
-def environment(args, device) -> dict:
+def environment(device) -> dict:
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -275,6 +275,18 @@ DEFINITIONS = {
 }
 
 
+def best_local_dataset(data_dir, log) -> D.Dataset:
+    """``auto``: mnist if a local copy exists, else fashion-mnist, else synthetic (never downloads)."""
+    why = []
+    for name in ("mnist", "fashion-mnist"):
+        try:
+            return D.load(name, data_dir, download=False, log=log)
+        except D.DataError as e:
+            why.append(f"{name}: {str(e).splitlines()[0]}")
+    log("auto: no local mnist or fashion-mnist (" + "; ".join(why) + "); falling back to SYNTHETIC data")
+    return D.synthetic()
+
+
 def run(args) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -284,13 +296,14 @@ def run(args) -> int:
     if args.loss_steps < 1 or args.steps < 1 or args.rounds < 1:
         raise SystemExit("--loss-steps, --steps and --rounds must be at least 1")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    ds = D.load(args.dataset, args.data_dir, download=not args.no_download)
+    ds = best_local_dataset(args.data_dir, log) if args.dataset == "auto" else \
+        D.load(args.dataset, args.data_dir, download=not args.no_download)
     if ds.synthetic:
         log(f"NOTE: {D.SYNTHETIC_NOTE}")
     inputs = [t.to(device) for t in (D.normalize(ds.train_images), ds.train_labels, D.normalize(ds.test_images),
                                      ds.test_labels)]
     specs, skipped = contender_specs(args, device)
-    env = environment(args, device)
+    env = environment(device)
     log(f"bench: {ds.label}\n  data: {ds.source}\n  {env['cpu']}, {env['threads']} threads, torch {env['torch']}, "
         f"device {device}; {args.loss_steps} loss steps + 1 counted + {args.steps} timed steps per contender")
     for b, why in skipped.items():

@@ -46,7 +46,7 @@ def run(args) -> int:
         kw["backend"] = args.backend or "auto"
     trainer = models.make_trainer(args.model, state, **kw)
     sampler = torch.utils.data.RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(args.seed))
-    print(f"training: {trainer.name} model, y = x^3 on [{X_RANGE[0]:g}, {X_RANGE[1]:g}], 1-128-128-1 ReLU MLP, MSE, "
+    print(f"training: {trainer.name}, y = x^3 on [{X_RANGE[0]:g}, {X_RANGE[1]:g}], 1-128-128-1 ReLU MLP, MSE, "
           f"Adam lr {lr:g}; {len(x)} points, batch {args.batch_size}, {epochs} epochs", flush=True)
     train_mse, test_mse = [], []
     t0 = time.perf_counter()

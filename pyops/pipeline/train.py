@@ -112,7 +112,7 @@ def run(args) -> int:
             kw["backend"] = args.backend or "auto"
         trainer = models.make_trainer(args.model, state, **kw)
         if rank == 0:
-            print(f"training: {trainer.name} model on {ds.label}\n  data: {ds.source}\n"
+            print(f"training: {trainer.name} on {ds.label}\n  data: {ds.source}\n"
                   f"  {len(ds.train_labels)} train / {len(ds.test_labels)} test examples; epochs {args.epochs}, "
                   f"batch {args.batch_size}{f' per process x {world} processes (DDP, gloo)' if args.ddp else ''}, "
                   f"Adam lr {args.lr:g}, loss {args.loss}, {threads} thread(s){' per process' if args.ddp else ''}, "
