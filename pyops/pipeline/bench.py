@@ -196,7 +196,7 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
             tr = factory(state)
         except models.PyopsNotReady as e:
             row.update(status="not run", reason=str(e), missing=e.missing)
-            log(f"  {label}: NOT RUN: {e}")
+            log(f"  {label}: NOT RUN: this pyops lacks {', '.join(e.missing)}")
             continue
         t0 = time.perf_counter()
         losses = []
