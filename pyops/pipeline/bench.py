@@ -258,6 +258,12 @@ def environment(device) -> dict:
 
 
 DEFINITIONS = {
+    "contenders": "stock eager, Adam (default): torch.optim.Adam(lr), on CPU its per-tensor loop; stock eager, Adam "
+                  "(fused=True); torch.compile: torch.compile(dynamic=False, default Inductor mode) of the function "
+                  "(x, y) -> nll_loss(model(x), y), i.e. forward + loss, whose backward AOTAutograd compiles and "
+                  "loss.backward() runs, with zero_grad and Adam(fused=True) eager; pyops <backend>: the pyops model "
+                  "(pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or pyops.cross_entropy, "
+                  "pyops.optim.Adam) under pyops.use_backend(<backend>)",
     "ms_per_step": "median wall time of one whole training step (zero_grad, forward, loss, backward, optimizer.step) "
                    "over the timed steps, time.perf_counter",
     "samples_per_s": "batch size / ms_per_step",
