@@ -83,11 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .data import DataError
     from .pipeline.models import PyopsNotReady
 
     try:
         return args.func(args)
-    except PyopsNotReady as e:
+    except (PyopsNotReady, DataError) as e:  # expected failures: the message says what to do, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -224,11 +224,15 @@ def test_train_command(tmp_path, learnable_dir, capsys):
     assert info["history"][0]["test_accuracy"] > 0.8 and info["source"].startswith("--data-dir")
 
 
-def test_train_command_errors(learnable_dir, capsys):
+def test_train_command_errors(learnable_dir, capsys, monkeypatch, tmp_path):
     with pytest.raises(SystemExit, match="the stock model has none"):
         main(["train", "mnist", "--model", "stock", "--backend", "cpu", "--data-dir", learnable_dir])
     with pytest.raises(SystemExit, match="start the command with torchrun"):
         main(["train", "mnist", "--model", "stock", "--ddp", "--data-dir", learnable_dir])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache
+    assert main(["train", "mnist", "--model", "stock", "--data-dir", "/nonexistent", "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert "error: mnist: no usable copy found" in err and "--data-dir /nonexistent: does not exist" in err
     if not PYOPS_OPS_MERGED:  # the pyops model is the default and says what it lacks
         assert main(["train", "mnist", "--epochs", "1", "--data-dir", learnable_dir]) == 2
         assert "pyops.nn.LinearReLU" in capsys.readouterr().err
