@@ -324,6 +324,8 @@ def run(args) -> int:
         out["results"].append(bench_batch_size(args, inputs, specs, batch, device, log))
         print(markdown_table(out["results"][-1]), flush=True)
     env["load_average_at_end"] = os.getloadavg()
+    if max(env["load_average_at_start"][0], env["load_average_at_end"][0]) > (os.cpu_count() or 1):
+        log(f"WARNING: load average {env['load_average_at_end'][0]:.1f} on {os.cpu_count()} CPUs: timings inflated")
     write(args.out or f"results/bench-{ds.name}", out)
     return 0
 
@@ -363,6 +365,11 @@ def write_markdown(path: str, out: dict) -> None:
               f"- model: seed MLP 784-256-128-64-10, Adam lr {out['lr']:g}, seed {out['seed']}; "
               f"{out['loss_steps']} loss steps + 1 op-count step + {out['timed_steps']} timed steps per contender "
               f"({out['rounds']} interleaved rounds)"]
+    busy = max(env["load_average_at_start"][0], env["load_average_at_end"][0])
+    if busy > (env["cpu_count"] or 1):
+        lines.append(f"- **WARNING: load average {busy:.1f} on {env['cpu_count']} CPUs: other processes competed for "
+                     "the CPUs during this run, so the times are inflated (multi-threaded steps suffer most); "
+                     "compare ratios within this run only**")
     for b, why in out["pyops_backends_not_timed"].items():
         lines.append(f"- pyops backend `{b}` not timed: {why}")
     for res in out["results"]:
