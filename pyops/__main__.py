@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "results/cubic)")
     tr.set_defaults(func=cmd_train)
 
-    be = sub.add_parser("bench", help="time the seed MLP's training step: stock eager, fused Adam, torch.compile, pyops",
+    be = sub.add_parser("bench", help="time the seed MLP's training step: stock eager, fused Adam, compile, pyops",
                         description="Time the seed MLP's training step through stock eager (default Adam), stock "
                         "eager (Adam fused=True), torch.compile and pyops, on the same batches; write results.json, "
                         "results.md and plots to --out.")

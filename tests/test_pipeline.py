@@ -90,7 +90,7 @@ def test_short_training_learns(kind, learnable_dir):
     tr = models.make_trainer(kind, models.init_state())
     first = tr.step(D.normalize(ds.train_images[:64]), ds.train_labels[:64]).item()
     assert abs(first - np.log(10)) < 0.3  # an untrained 10-way classifier: loss ~ ln 10
-    hist = train.train_epochs(tr, ds, epochs=2, batch_size=64, loss="nll", progress=False, log=lambda m: None)
+    hist = train.train_epochs(tr, ds, epochs=2, batch_size=64, progress=False, log=lambda m: None)
     assert hist[1]["train_loss"] < hist[0]["train_loss"] < first
     assert hist[-1]["test_loss"] < 0.5 * first
     assert hist[-1]["test_accuracy"] > 0.9  # chance is 0.1
@@ -104,7 +104,7 @@ def test_fashion_mnist_subset_learns(kind):
         pytest.skip(f"no local Fashion-MNIST: {str(e).splitlines()[0]}")
     ds = ds.subset(6000, 2000)
     tr = models.make_trainer(kind, models.init_state())
-    hist = train.train_epochs(tr, ds, epochs=1, batch_size=64, loss="nll", progress=False, log=lambda m: None)
+    hist = train.train_epochs(tr, ds, epochs=1, batch_size=64, progress=False, log=lambda m: None)
     assert hist[0]["test_accuracy"] > 0.7, hist  # stock: ~0.78 after these 94 steps
 
 

@@ -229,8 +229,7 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
         row["ms_per_step"] = statistics.median(row["times"]) * 1e3
         row["samples_per_s"] = batch / row["ms_per_step"] * 1e3
         row["timed_steps"] = len(row.pop("times"))
-        row["test_loss"], row["test_accuracy"] = evaluate(tr, x_test, y_test, "nll" if "cross" not in row["key"]
-                                                          else "cross-entropy")
+        row["test_loss"], row["test_accuracy"] = evaluate(tr, x_test, y_test)
         row["trained_steps"] = L + 1 + row["timed_steps"]
         row["x_gemm_floor"] = row["ms_per_step"] / floor_ms
     for row, _ in live:

@@ -141,6 +141,7 @@ class Trainer:
     loss_of: Callable
     backend: str | None = None  # pyops backend; None for stock models
     kind: str = "stock"          # "stock" or "pyops"
+    loss: str = "nll"            # nll: the model outputs log-probabilities; cross-entropy: logits; mse
 
     def context(self):
         if self.backend is None:
@@ -199,7 +200,7 @@ def stock_trainer(state: dict, *, sizes=SEED_SIZES, lr: float = SEED_LR, loss: s
     if compile:
         loss_of = torch.compile(loss_of, dynamic=False)  # static shapes: one specialised graph per batch size
     default = "stock eager, Adam " + ("(fused=True)" if fused else "(default)")
-    return Trainer(name or ("torch.compile, Adam (fused=True)" if compile else default), net, opt, loss_of)
+    return Trainer(name or ("torch.compile, Adam (fused=True)" if compile else default), net, opt, loss_of, loss=loss)
 
 
 def pyops_trainer(state: dict, *, backend: str = "auto", sizes=SEED_SIZES, lr: float = SEED_LR, loss: str = "nll",
@@ -214,7 +215,7 @@ def pyops_trainer(state: dict, *, backend: str = "auto", sizes=SEED_SIZES, lr: f
     net = wrap(model) if wrap else model
     opt = pyops.optim.Adam(net.parameters(), lr=lr)
     return Trainer(name or f"pyops {backend} ({'log_softmax+nll' if loss == 'nll' else loss})", net, opt,
-                   pyops_loss(net, loss), backend=backend, kind="pyops")
+                   pyops_loss(net, loss), backend=backend, kind="pyops", loss=loss)
 
 
 def make_trainer(kind: str, state: dict, **kw) -> Trainer:

@@ -24,21 +24,21 @@ from . import ddp, models, results
 
 
 @torch.no_grad()
-def evaluate(trainer: models.Trainer, inputs: torch.Tensor, labels: torch.Tensor, loss: str,
+def evaluate(trainer: models.Trainer, inputs: torch.Tensor, labels: torch.Tensor,
              chunk: int = 2000) -> tuple[float, float]:
     """(mean test loss, accuracy) of ``trainer``'s model.  The model (stock or pyops) produces the
     outputs; the metrics are computed from them by the same stock reductions for both models."""
     total, correct = 0.0, 0
     for x, y in D.batches(inputs, labels, chunk):
         out = trainer.outputs(x)
-        logp = out if loss == "nll" else F.log_softmax(out, dim=1)
+        logp = out if trainer.loss == "nll" else F.log_softmax(out, dim=1)
         total += F.nll_loss(logp, y, reduction="sum").item()
         correct += (out.argmax(dim=1) == y).sum().item()
     n = max(len(labels), 1)
     return total / n, correct / n
 
 
-def train_epochs(trainer: models.Trainer, ds: D.Dataset, *, epochs: int, batch_size: int, loss: str, seed: int = 0,
+def train_epochs(trainer: models.Trainer, ds: D.Dataset, *, epochs: int, batch_size: int, seed: int = 0,
                  progress: bool = True, distributed: bool = False, rank: int = 0, log=print) -> list[dict]:
     """Train for ``epochs`` and return one dict per epoch (train_loss, test_loss, test_accuracy, seconds)."""
     from tqdm import tqdm
@@ -66,7 +66,7 @@ def train_epochs(trainer: models.Trainer, ds: D.Dataset, *, epochs: int, batch_s
         train_loss = running / steps
         if distributed:
             train_loss = ddp.mean(train_loss)
-        test_loss, acc = evaluate(trainer, x_test, y_test, loss)
+        test_loss, acc = evaluate(trainer, x_test, y_test)
         if distributed and not ddp.same_on_all_ranks(acc):
             raise RuntimeError(f"rank {rank}: test accuracy {acc} differs between processes: DDP replicas diverged")
         history.append(dict(epoch=epoch + 1, train_loss=train_loss, test_loss=test_loss, test_accuracy=acc,
@@ -117,8 +117,8 @@ def run(args) -> int:
                   f"batch {args.batch_size}{f' per process x {world} processes (DDP, gloo)' if args.ddp else ''}, "
                   f"Adam lr {args.lr:g}, loss {args.loss}, {threads} thread(s){' per process' if args.ddp else ''}, "
                   f"seed {args.seed}", flush=True)
-        history = train_epochs(trainer, ds, epochs=args.epochs, batch_size=args.batch_size, loss=args.loss,
-                               seed=args.seed, progress=not args.no_progress, distributed=args.ddp, rank=rank)
+        history = train_epochs(trainer, ds, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                               progress=not args.no_progress, distributed=args.ddp, rank=rank)
         if args.out and rank == 0:
             write_outputs(args, trainer, ds, history, threads, world)
     finally:
