@@ -209,11 +209,12 @@ def pyops_trainer(state: dict, *, backend: str = "auto", sizes=SEED_SIZES, lr: f
     require_pyops()
     import pyops.optim
 
-    model = PyopsMLP(sizes, log_probs=(loss == "nll"))
-    model.load_state_dict(state)
-    model.to(device)
-    net = wrap(model) if wrap else model
-    opt = pyops.optim.Adam(net.parameters(), lr=lr)
+    with pyops.use_backend(backend):  # built inside the backend too, whether they resolve it when built or when run
+        model = PyopsMLP(sizes, log_probs=(loss == "nll"))
+        model.load_state_dict(state)
+        model.to(device)
+        net = wrap(model) if wrap else model
+        opt = pyops.optim.Adam(net.parameters(), lr=lr)
     return Trainer(name or f"pyops {backend} ({'log_softmax+nll' if loss == 'nll' else loss})", net, opt,
                    pyops_loss(net, loss), backend=backend, kind="pyops", loss=loss)
 
