@@ -1,0 +1,3 @@
+// nvcc_check.cu -- proves the planted kernels are valid CUDA: nvcc compiles them for sm_80 and sm_90
+// with warnings as errors (tests/cpp/Makefile, target planted-nvcc).  Nothing here runs.
+#include "kernels.cuh"
