@@ -795,3 +795,7 @@ template <class A, class B> std::common_type_t<A, B> max(A a, B b) {
   if constexpr (std::is_floating_point_v<C>) return std::fmax(C(a), C(b));
   else return C(a) < C(b) ? C(b) : C(a);
 }
+
+// nvcuda::wmma stand-in, always: a kernel's own `#include <mma.h>` may find the toolkit's header
+// first (torch's build puts the CUDA include folder ahead of csrc/sim), which is empty under g++.
+#include "mma.h"

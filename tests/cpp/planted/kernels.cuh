@@ -18,7 +18,7 @@
 // shuffles with width < 32 (PTX rules for out-of-segment lanes), votes, a wmma tile product.
 #pragma once
 #include <cuda_fp16.h>
-#include <mma.h>  // g++: csrc/sim/mma.h, the wmma stand-in (csrc/sim comes before the CUDA headers)
+#include <mma.h>  // g++: simt.h has already included the wmma stand-in, csrc/sim/mma.h
 
 namespace planted {
 
