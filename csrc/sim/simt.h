@@ -9,12 +9,12 @@
 //   two synchronization points a thread runs alone: memory written by another thread without a
 //   barrier in between is either already there or not, depending on the order -- the sanitizer
 //   build (below) reports such accesses as races instead of leaving them to chance.
-//   `__shared__` variables are statics in one linker section ("simt_shared"): the threads of the
-//   running block share them, and the whole section -- and the dynamic shared memory of the launch
-//   (pyops::cuda::dynamic_smem<T>() in kernels/cuda/common.cuh) -- is filled with 0xFF bytes before
-//   every block (NaN in every float type, -1 in every signed integer), so reading shared memory
-//   that no thread of this block wrote shows up as NaN in the results.
-//   One grid at a time per process (launch_mutex): the section holds one block's shared memory.
+//   `__shared__` makes a variable a static, which the threads of the running block share.  Before
+//   every block all of them and the launch's dynamic shared memory
+//   (pyops::cuda::dynamic_smem<T>() in kernels/cuda/common.cuh) are filled with 0xFF bytes (NaN in
+//   every float type, -1 in every signed integer), so reading shared memory that no thread of this
+//   block wrote shows up as NaN in the results (how they are found: see "shared memory" below).
+//   One grid at a time per process (launch_mutex): the statics hold one block's shared memory.
 //   g++ limitation: in one translation unit, __shared__ variables may sit in templates and in
 //   non-inline functions, but not also in non-template *inline* functions (section type conflict).
 //
@@ -39,9 +39,10 @@
 //     misaligned vector loads.
 //
 // What it cannot see: memory-ordering bugs between blocks (blocks run one after another), anything
-// about registers, occupancy, speed; out-of-range accesses inside the shared-memory section (no
-// redzones between __shared__ arrays: they read a neighbour or NaN poison); __expf & co. are the
-// exact libm functions here.  Not emulated: inline PTX, cp.async, TMA, wgmma, mma.sync, ldmatrix,
+// about registers, occupancy, speed; out-of-range accesses within shared memory (no redzones
+// between __shared__ arrays: they read a neighbour or NaN poison); uninitialized reads of
+// __shared__ variables of template helper functions (not poisoned); __expf & co. are the exact
+// libm functions here.  Not emulated: inline PTX, cp.async, TMA, wgmma, mma.sync, ldmatrix,
 // CUB/CUTLASS, cooperative groups, __constant__ + cudaMemcpyToSymbol, `extern __shared__`.
 // nvcuda::wmma has a stand-in (csrc/sim/mma.h).
 //
@@ -54,9 +55,14 @@
 #ifdef __CUDACC__
 #error "simt.h is the host-compiler emulation layer; nvcc must not include it"
 #endif
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
 #include <math.h>
 #include <setjmp.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -81,6 +87,7 @@
 #include <type_traits>
 #include <vector>
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define SIMT_ASAN 1
 #endif
@@ -187,6 +194,7 @@ inline const char* op_name(uint8_t op) {
 }
 
 enum St : uint8_t { READY, WAIT_BAR, WAIT_WARP, WAIT_ACTIVE, DONE };
+struct Range { unsigned char* p; size_t n; };  // a piece of shared memory
 struct Fiber {
   ucontext_t ctx; jmp_buf jb; uint3 tid; St st; bool started = false;
   int lane, warp; unsigned gen, seq, wseq;
@@ -210,6 +218,7 @@ struct Block {
   const char* kernel = "";
   size_t smem = 0;                        // dynamic shared memory of this launch, bytes
   std::unique_ptr<unsigned char[]> dyn;   // ... exactly that large (new[] aligns to 16)
+  std::vector<Range> statics;             // the kernel's __shared__ variables (found by symbol)
   const std::function<void()>* body = nullptr;
   std::string err;
   std::mt19937 rng{cfg().seed};
@@ -223,17 +232,93 @@ inline void* cur_block_dyn() {
   return tl->dyn.get();
 }
 
-// ---- shared memory.  Every __shared__ variable lives in section simt_shared; the linker defines
-// __start_/__stop_ symbols for a section whose name is a C identifier, and hidden visibility keeps
-// each shared object (extension, test binary) on its own section.  Dynamic shared memory is a heap
-// block of exactly the launch's smem bytes (ASan sees an access past it), reused while it fits.
-// (Not in the section: g++ rejects a section holding both an inline variable and a non-inline
-// function's static -- "section type conflict" -- and non-template kernels are non-inline.)
+// ---- shared memory: where the __shared__ variables are, so they can be poisoned before each block.
+// `__shared__` makes a static; g++ places a static of a non-template function in section
+// simt_shared (the linker defines __start_/__stop_ symbols for it; hidden visibility keeps each
+// shared object on its own section) but silently ignores the section for a static of a template
+// instantiation (a COMDAT object: .bss.<mangled name>) -- and kernels are templates.  Those are
+// found by name instead: the static locals of function F are the symbols "_ZZ" F "E...", so the
+// symbol table of the module holding the launched kernel (its ELF file: .symtab, else .dynsym) gives
+// their addresses and sizes.  Not found, and not poisoned: __shared__ variables declared in template
+// *helper* functions the kernel calls; everything if the module is stripped (a hazard says so).
+// Dynamic shared memory is a heap block of exactly the launch's smem bytes (ASan sees an access past it).
 extern "C" unsigned char __start_simt_shared[] __attribute__((weak, visibility("hidden")));
 extern "C" unsigned char __stop_simt_shared[] __attribute__((weak, visibility("hidden")));
+struct ModuleSymbols {  // of one loaded ELF object: functions by address, static locals ("_ZZ...")
+  bool ok = false;
+  std::map<uintptr_t, std::string> funcs;
+  std::vector<std::pair<std::string, Range>> statics;
+};
+inline ModuleSymbols read_symbols(const char* path, uintptr_t bias) {
+  ModuleSymbols m;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return m;
+  struct stat st;
+  void* map = fstat(fd, &st) == 0 ? mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  close(fd);
+  if (map == MAP_FAILED) return m;
+  const auto* base = static_cast<const unsigned char*>(map);
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+  if (size_t(st.st_size) >= sizeof(Elf64_Ehdr) && !memcmp(eh->e_ident, ELFMAG, SELFMAG) &&
+      eh->e_ident[EI_CLASS] == ELFCLASS64 && eh->e_shoff && eh->e_shoff + size_t(eh->e_shnum) * sizeof(Elf64_Shdr) <= size_t(st.st_size)) {
+    const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
+    for (uint32_t want : {uint32_t(SHT_SYMTAB), uint32_t(SHT_DYNSYM)}) {  // .symtab has the local symbols too
+      for (int i = 0; i < eh->e_shnum && !m.ok; ++i) {
+        if (sh[i].sh_type != want || sh[i].sh_link >= eh->e_shnum) continue;
+        const auto* sym = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
+        const char* str = reinterpret_cast<const char*>(base + sh[sh[i].sh_link].sh_offset);
+        for (size_t k = 0; k < sh[i].sh_size / sizeof(Elf64_Sym); ++k) {
+          if (sym[k].st_shndx == SHN_UNDEF || !sym[k].st_name) continue;
+          const char* name = str + sym[k].st_name;
+          if (ELF64_ST_TYPE(sym[k].st_info) == STT_FUNC) m.funcs.emplace(bias + sym[k].st_value, name);
+          else if (ELF64_ST_TYPE(sym[k].st_info) == STT_OBJECT && sym[k].st_size && !strncmp(name, "_ZZ", 3))
+            m.statics.push_back({name, {reinterpret_cast<unsigned char*>(bias + sym[k].st_value), size_t(sym[k].st_size)}});
+        }
+        m.ok = !m.funcs.empty();
+      }
+    }
+  }
+  munmap(map, size_t(st.st_size));
+  return m;
+}
+// The static locals of `kernel` (its __shared__ variables); false if its symbol cannot be found.
+inline bool kernel_statics(const void* kernel, std::vector<Range>& out) {
+  struct Hit { const void* addr; std::string path; uintptr_t bias = 0; bool found = false; } hit{kernel, "", 0, false};
+  dl_iterate_phdr([](dl_phdr_info* info, size_t, void* data) {
+    auto* h = static_cast<Hit*>(data);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(h->addr);
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+      const auto& ph = info->dlpi_phdr[i];
+      if (ph.p_type == PT_LOAD && a >= info->dlpi_addr + ph.p_vaddr && a < info->dlpi_addr + ph.p_vaddr + ph.p_memsz) {
+        h->path = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "/proc/self/exe";
+        h->bias = info->dlpi_addr; h->found = true;
+        return 1;
+      }
+    }
+    return 0;
+  }, &hit);
+  if (!hit.found) return false;
+  static std::map<std::string, ModuleSymbols> modules;  // guarded by launch_mutex (callers hold it)
+  auto it = modules.find(hit.path);
+  if (it == modules.end()) it = modules.emplace(hit.path, read_symbols(hit.path.c_str(), hit.bias)).first;
+  const ModuleSymbols& m = it->second;
+  const auto f = m.funcs.find(reinterpret_cast<uintptr_t>(kernel));
+  if (!m.ok || f == m.funcs.end() || f->second.rfind("_Z", 0) != 0) return false;
+  const std::string prefix = "_ZZ" + f->second.substr(2) + "E";
+  for (const auto& [name, r] : m.statics)
+    if (!name.compare(0, prefix.size(), prefix)) out.push_back(r);
+  return true;
+}
+inline void poison_range(unsigned char* p, size_t n) {
+#ifdef SIMT_ASAN  // an instrumented global may be followed by its redzone: stop at the first poisoned byte
+  if (void* bad = __asan_region_is_poisoned(p, n)) n = size_t(static_cast<unsigned char*>(bad) - p);
+#endif
+  std::memset(p, 0xFF, n);
+}
 inline void poison_shared(Block& b) {  // 0xFF bytes: NaN as float/double/half/bf16, -1 as an integer
   unsigned char* s = __start_simt_shared; unsigned char* e = __stop_simt_shared;
-  if (s && e > s) std::memset(s, 0xFF, size_t(e - s));
+  if (s && e > s) poison_range(s, size_t(e - s));
+  for (const Range& r : b.statics) poison_range(r.p, r.n);
   std::memset(b.dyn.get(), 0xFF, b.smem);
 }
 inline void* dynamic_shared() { return cur_block_dyn(); }
@@ -595,10 +680,27 @@ inline void check_config(const char* kernel, dim3 g, dim3 bd, size_t smem) {
 }
 // One grid at a time per process: __shared__ storage is a single static section.
 inline std::mutex& launch_mutex() { static std::mutex m; return m; }
-inline void run_grid(const char* kernel, dim3 g, dim3 bd, size_t smem, const std::function<void()>& body) {
+inline void run_grid(const char* kernel, const void* entry, dim3 g, dim3 bd, size_t smem,
+                     const std::function<void()>& body) {
   if (tl) throw launch_error(std::string("simt: ") + kernel + ": launched from device code (dynamic parallelism is not emulated)");
   std::lock_guard<std::mutex> guard(launch_mutex());
   static thread_local Block blk;
+  static std::map<const void*, std::pair<bool, std::vector<Range>>> statics;  // per kernel, under launch_mutex
+  auto st = statics.find(entry);
+  if (st == statics.end()) {
+    std::vector<Range> r;
+    const bool found = kernel_statics(entry, r);
+    st = statics.emplace(entry, std::make_pair(found, std::move(r))).first;
+  }
+  if (!st->second.first) {  // its __shared__ variables cannot be poisoned
+    const std::string m = std::string("simt: ") + kernel + ": no symbol table entry for the kernel (stripped binary?): "
+                          "its __shared__ variables are not poisoned before each block";
+    if (cfg().strict) throw launch_error(m);
+    std::lock_guard<std::mutex> l(diag_mutex());
+    Diagnostic& d = diagnostics_map()["shared-not-poisoned"];
+    if (d.count++ == 0) { d.first = m; fprintf(stderr, "%s\n", m.c_str()); }
+  }
+  blk.statics = st->second.second;
   SIMT_TS(__tsan_ignore_thread_begin(); blk.sched_ts = __tsan_get_current_fiber());
   tl = &blk; blockDim = bd; gridDim = g; blk.body = &body; blk.kernel = kernel;
   if (!blk.dyn || blk.smem != smem) blk.dyn.reset(new unsigned char[smem]);  // exact size, for ASan
@@ -647,7 +749,7 @@ void launch(const char* name, void (*k)(P...), dim3 grid, dim3 block, size_t sme
   count_launch(name);
   std::tuple<std::decay_t<P>...> params(std::forward<A>(a)...);
   std::function<void()> body = [&] { std::apply(k, params); };
-  run_grid(name, grid, block, smem, body);
+  run_grid(name, reinterpret_cast<const void*>(k), grid, block, smem, body);
 }
 // Launcher(name, kernel, grid, block, smem)(args...): the form the PYOPS_LAUNCH macro expands to.
 template <class... P> struct Launcher {

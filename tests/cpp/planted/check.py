@@ -39,6 +39,7 @@ BUGS = {
     "shfl_mask_lacks_caller": ("plain", "mask-lacks-caller", {}),
     "shfl_reads_outside_mask": ("plain", "shfl-outside-mask", {}),
     "sum_uninit_smem": ("plain", "nan-result", {}),
+    "sum_uninit_smem_template": ("plain", "nan-result", {}),
 }
 # The same hazard must be an error (not only a warning) under SIMT_STRICT=1.
 STRICT = {"shfl_reads_outside_mask": "shfl-outside-mask"}

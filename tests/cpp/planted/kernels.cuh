@@ -12,7 +12,8 @@
 //   shuffle mask lacks caller    shfl_mask_lacks_caller       emulator
 //   shuffle reads a lane outside shfl_reads_outside_mask      emulator hazard (poisoned value;
 //     its mask                                                error under SIMT_STRICT=1)
-//   uninitialized shared read    sum_uninit_smem              NaN poison in the result
+//   uninitialized shared read    sum_uninit_smem,             NaN poison in the result
+//                                sum_uninit_smem_tmpl<float>
 //
 // Plus checks of the emulator's semantics (correct kernels): __activemask in a divergent branch,
 // shuffles with width < 32 (PTX rules for out-of-segment lanes), votes, a wmma tile product.
@@ -86,6 +87,21 @@ __global__ void sum_uninit_smem(const float* x, float* out, int n) {
   __shared__ float s[256];
   const int t = threadIdx.x;
   s[t] = t < n ? x[t] : 0.f;  // BUG: with blockDim.x == 200 nobody writes s[200..255]
+  __syncthreads();
+  for (int st = 128; st > 0; st >>= 1) {
+    if (t < st) s[t] += s[t + st];
+    __syncthreads();
+  }
+  if (t == 0) *out = s[0];
+}
+
+// The same bug in a kernel template: g++ stores a template's statics differently (simt.h finds them
+// through the symbol table), so the poison is proven for both kinds.
+template <class T>
+__global__ void sum_uninit_smem_tmpl(const T* x, T* out, int n) {
+  __shared__ T s[256];
+  const int t = threadIdx.x;
+  s[t] = t < n ? x[t] : T(0);  // BUG: with blockDim.x == 200 nobody writes s[200..255]
   __syncthreads();
   for (int st = 128; st > 0; st >>= 1) {
     if (t < st) s[t] += s[t + st];

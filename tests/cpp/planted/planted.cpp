@@ -62,12 +62,12 @@ Outcome divergent_barrier() {
   simt::launch("sum_divergent_barrier", planted::sum_divergent_barrier, dim3(1), dim3(256), 0, x.data(), &out, 256);
   return close(out, sum(x, 0, 256));
 }
-Outcome uninit_smem() {
+Outcome uninit_smem(void (*k)(const float*, float*, int), const char* name) {
   auto x = random_floats(256);
   float out = 0;
   // A first block leaves its partial sums in s[]; without the poison the buggy launch would read them.
-  simt::launch("sum_uninit_smem", planted::sum_uninit_smem, dim3(1), dim3(256), 0, x.data(), &out, 256);
-  simt::launch("sum_uninit_smem", planted::sum_uninit_smem, dim3(1), dim3(200), 0, x.data(), &out, 200);
+  simt::launch(name, k, dim3(1), dim3(256), 0, x.data(), &out, 256);
+  simt::launch(name, k, dim3(1), dim3(200), 0, x.data(), &out, 200);
   return close(out, sum(x, 0, 200));
 }
 Outcome warp_sums(void (*k)(const float*, float*), const char* name, int lanes_summed) {
@@ -143,7 +143,9 @@ const std::map<std::string, Outcome (*)()>& cases() {
       {"sum_ok", [] { return block_sum(planted::sum_ok, "sum_ok"); }},
       {"sum_oob_read", [] { return block_sum(planted::sum_oob_read, "sum_oob_read"); }},
       {"sum_divergent_barrier", divergent_barrier},
-      {"sum_uninit_smem", uninit_smem},
+      {"sum_uninit_smem", [] { return uninit_smem(planted::sum_uninit_smem, "sum_uninit_smem"); }},
+      {"sum_uninit_smem_template",
+       [] { return uninit_smem(planted::sum_uninit_smem_tmpl<float>, "sum_uninit_smem_tmpl<float>"); }},
       {"warp_sum_ok", [] { return warp_sums(planted::warp_sum_ok, "warp_sum_ok", 32); }},
       {"shfl_mask_absent_lanes", [] { return warp_sums(planted::shfl_mask_absent_lanes, "shfl_mask_absent_lanes", 16); }},
       {"shfl_mask_lacks_caller", [] { return warp_sums(planted::shfl_mask_lacks_caller, "shfl_mask_lacks_caller", 32); }},
