@@ -218,3 +218,29 @@ def test_global_kernel_parser():
     __global__ static void __launch_bounds__(kThreads * (2)) nested_parens(int) {}
     """
     assert global_kernels(src) == ["two_lines", "plain", "nested_parens"]
+
+
+# ---------------------------------------------------------------- the CMake build for C++ users
+@pytest.mark.slow
+def test_cmake_build_and_ctest():
+    """CMakeLists.txt configures against the pip torch, builds libpyops (CPU kernels), libpyops_sim (the
+    emulator) and the C++ tests, and CTest passes.  CUDA kernels and the sanitizer builds are left out
+    to bound the time: nvcc compiles the CUDA kernels in every `make build`, and `make test-cpp` runs
+    the sanitizer builds.  Incremental: the build folder build/cmake-test is kept between runs."""
+    if not shutil.which("cmake"):
+        pytest.skip("cmake is not installed")
+    import sys
+
+    import torch
+
+    build = ROOT / "build" / "cmake-test"
+    configure = run(["cmake", "-S", ROOT, "-B", build, "-DPYOPS_CUDA=OFF", "-DPYOPS_SANITIZER_TESTS=OFF",
+                     f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}", f"-DPython3_EXECUTABLE={sys.executable}"],
+                    timeout=600)
+    assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
+    compiled = run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2)], timeout=1200)
+    assert compiled.returncode == 0, compiled.stdout[-5000:] + compiled.stderr[-5000:]
+    ctest = run(["ctest", "--test-dir", build, "--output-on-failure"], timeout=600)
+    assert ctest.returncode == 0, ctest.stdout[-5000:] + ctest.stderr[-3000:]
+    for name in ("driver_plain", "driver_plain_reverse_order", "pyops_cpp_smoke"):
+        assert re.search(rf"Test\s+#\d+: {name} \.+\s+Passed", ctest.stdout), f"ctest did not pass {name}:\n{ctest.stdout}"
