@@ -93,26 +93,30 @@ def _why_not_full_run(session) -> str:
     return ""
 
 
+_coverage_lines: list = []  # (text, is_problem), printed in the terminal summary
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _why_not_full_run(session) or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if "cuda-sim" not in CPU_BACKENDS:
-        if tr:
-            tr.write_line(f"kernel coverage: not checked, backend cuda-sim is not built here "
-                          f"({_ops.unavailable_reason('cuda-sim', torch.device('cpu'))})", yellow=True)
+        _coverage_lines.append((f"not checked: backend cuda-sim is not built here "
+                                f"({_ops.unavailable_reason('cuda-sim', torch.device('cpu'))})", False))
         return
     seen = _sim_seen | set(_ops.sim_launch_counts())
     kernels = cuda_kernels()
     missing = sorted(f"{k} ({f})" for k, f in kernels.items() if k not in seen)
     if not kernels:
         missing = [f"no __global__ kernel found in {KERNEL_DIR} (pattern or path wrong)"]
-    if tr:
-        tr.ensure_newline()
-        tr.write_sep("-", "CUDA kernel coverage (cuda-sim)")
-        tr.write_line(f"{len(kernels) - len(missing)} of {len(kernels)} __global__ kernels in kernels/cuda "
-                      "were launched through backend cuda-sim")
-        for m in missing:
-            tr.write_line(f"NEVER LAUNCHED through cuda-sim: {m}", red=True, bold=True)
+    _coverage_lines.append((f"{len(kernels) - len(missing)} of {len(kernels)} __global__ kernels in kernels/cuda "
+                            "were launched through backend cuda-sim", False))
+    _coverage_lines.extend((f"NEVER LAUNCHED through cuda-sim: {m}", True) for m in missing)
     if missing:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _coverage_lines:
+        terminalreporter.write_sep("-", "CUDA kernel coverage (cuda-sim)")
+        for text, problem in _coverage_lines:
+            terminalreporter.write_line(text, red=problem, bold=problem)

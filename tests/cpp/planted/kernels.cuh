@@ -40,12 +40,9 @@ __global__ void reverse_missing_sync(const float* x, float* y, int n) {
 }
 
 // ---- 2. sum of x[0..n) by one block of 256 threads (strided partial sums, then a tree).
-__global__ void sum_ok(const float* x, float* out, int n) {
-  __shared__ float s[256];
+// s[t] holds thread t's partial sum; every thread calls this; *out = the block's sum.
+__device__ void tree_sum(float* s, float* out) {
   const int t = threadIdx.x;
-  float a = 0.f;
-  for (int i = t; i < n; i += blockDim.x) a += x[i];
-  s[t] = a;
   __syncthreads();
   for (int st = blockDim.x / 2; st > 0; st >>= 1) {
     if (t < st) s[t] += s[t + st];
@@ -53,18 +50,19 @@ __global__ void sum_ok(const float* x, float* out, int n) {
   }
   if (t == 0) *out = s[0];
 }
+__global__ void sum_ok(const float* x, float* out, int n) {
+  __shared__ float s[256];
+  float a = 0.f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) a += x[i];
+  s[threadIdx.x] = a;
+  tree_sum(s, out);
+}
 __global__ void sum_oob_read(const float* x, float* out, int n) {
   __shared__ float s[256];
-  const int t = threadIdx.x;
   float a = 0.f;
-  for (int i = t; i <= n; i += blockDim.x) a += x[i];  // BUG: i <= n reads x[n]
-  s[t] = a;
-  __syncthreads();
-  for (int st = blockDim.x / 2; st > 0; st >>= 1) {
-    if (t < st) s[t] += s[t + st];
-    __syncthreads();
-  }
-  if (t == 0) *out = s[0];
+  for (int i = threadIdx.x; i <= n; i += blockDim.x) a += x[i];  // BUG: i <= n reads x[n]
+  s[threadIdx.x] = a;
+  tree_sum(s, out);
 }
 __global__ void sum_divergent_barrier(const float* x, float* out, int n) {
   __shared__ float s[256];
