@@ -2,10 +2,15 @@
 
 TRITON_INTERPRET=1 must be in the environment before triton is first imported (the @triton.jit
 decorator decides at decoration time), so it is set here, before anything imports pyops.
+A full run (the whole tests folder, no selection) also checks that every __global__ kernel of
+kernels/cuda ran through backend cuda-sim (see the end of this file).
 """
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# The CUDA-on-CPU emulator (backend cuda-sim) treats undefined-behaviour hazards -- a shuffle reading a
+# lane outside its mask, __syncthreads after other threads exited -- as errors (csrc/sim/simt.h).
+os.environ.setdefault("SIMT_STRICT", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
