@@ -5,7 +5,6 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
-#include <string>
 #include <vector>
 
 #include "csrc/common.h"
@@ -23,29 +22,28 @@ struct AdamArgs {
   bool amsgrad, maximize, decoupled, capturable;
 };
 
-inline std::string adam_name(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
-
 // exp_avg & co. of an fp16/bf16 param are float32 (fp32 state, see kernels/cuda/adam.cuh).
 inline at::ScalarType adam_state_dtype(at::ScalarType param) { return is_half_type(param) ? at::kFloat : param; }
 
+// Names like "exp_avgs[3]" are built only when a check fails (TORCH_CHECK evaluates its message
+// lazily): these checks run at every optimizer step, for every tensor.
 inline void check_adam_state(const at::Tensor& s, const char* list, size_t i, const at::Tensor& p) {
-  const std::string name = adam_name(list, i);
-  TORCH_CHECK(s.defined(), kAdamOp, ": ", name, " is undefined");
-  TORCH_CHECK(s.scalar_type() == adam_state_dtype(p.scalar_type()), kAdamOp, ": expected ", name, " to have dtype ",
-              adam_state_dtype(p.scalar_type()), " (the state dtype of a ", p.scalar_type(), " param), got ",
-              s.scalar_type());
-  TORCH_CHECK(s.device() == p.device(), kAdamOp, ": expected ", name, " on the device of params[", i, "] (",
+  TORCH_CHECK(s.defined(), kAdamOp, ": ", list, "[", i, "] is undefined");
+  TORCH_CHECK(s.scalar_type() == adam_state_dtype(p.scalar_type()), kAdamOp, ": expected ", list, "[", i,
+              "] to have dtype ", adam_state_dtype(p.scalar_type()), " (the state dtype of a ", p.scalar_type(),
+              " param), got ", s.scalar_type());
+  TORCH_CHECK(s.device() == p.device(), kAdamOp, ": expected ", list, "[", i, "] on the device of params[", i, "] (",
               p.device(), "), got ", s.device());
-  TORCH_CHECK(s.sizes() == p.sizes(), kAdamOp, ": ", name, " has shape ", s.sizes(), " but params[", i, "] has shape ",
-              p.sizes());
-  TORCH_CHECK(s.strides() == p.strides(), kAdamOp, ": expected ", name, " to have the strides of params[", i, "] (",
-              p.strides(), "), got ", s.strides(), " (the kernels walk all tensors of a param as one flat array)");
+  TORCH_CHECK(s.sizes() == p.sizes(), kAdamOp, ": ", list, "[", i, "] has shape ", s.sizes(), " but params[", i,
+              "] has shape ", p.sizes());
+  TORCH_CHECK(s.strides() == p.strides(), kAdamOp, ": expected ", list, "[", i, "] to have the strides of params[", i,
+              "] (", p.strides(), "), got ", s.strides(), " (the kernels walk all tensors of a param as one flat array)");
 }
 
-inline void check_scalar_tensor(const at::Tensor& t, const std::string& name) {
-  TORCH_CHECK(t.numel() == 1, kAdamOp, ": expected ", name, " to have one element, got ", t.numel());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, kAdamOp, ": expected ", name,
-              " to be float32 or float64, got ", t.scalar_type());
+inline void check_scalar_tensor(const at::Tensor& t, const char* list, size_t i) {
+  TORCH_CHECK(t.numel() == 1, kAdamOp, ": expected ", list, "[", i, "] to have one element, got ", t.numel());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, kAdamOp, ": expected ", list, "[", i,
+              "] to be float32 or float64, got ", t.scalar_type());
 }
 
 // Every check of adam_step that does not depend on the backend.  `allow_half`: fp16/bf16 params.
@@ -66,47 +64,52 @@ inline void check_adam(const AdamArgs& a, bool allow_half) {
   for (size_t i = 0; i < n; ++i) {
     const at::Tensor& p = a.params[i];
     const at::Tensor& g = a.grads[i];
-    const std::string pn = adam_name("params", i);
-    TORCH_CHECK(p.defined(), kAdamOp, ": ", pn, " is undefined");
-    TORCH_CHECK(!p.is_complex(), kAdamOp, ": complex ", pn, " (", p.scalar_type(),
+    TORCH_CHECK(p.defined(), kAdamOp, ": params[", i, "] is undefined");
+    const auto st = p.scalar_type();
+    TORCH_CHECK(!p.is_complex(), kAdamOp, ": complex params[", i, "] (", st,
                 ") is not supported; view complex parameters as real (torch.view_as_real)");
-    check_floating(p, kAdamOp, pn.c_str(), allow_half);
-    TORCH_CHECK(p.scalar_type() == p0.scalar_type(), kAdamOp, ": expected every param of one call to have one dtype (",
-                p0.scalar_type(), ", from params[0]), ", pn, " is ", p.scalar_type());
+    TORCH_CHECK(st == at::kFloat || st == at::kDouble || (allow_half && is_half_type(st)), kAdamOp,
+                ": expected params[", i, "] to be a floating-point tensor (",
+                allow_half ? "float32, float64, float16 or bfloat16" : "float32 or float64 on this backend", "), got ",
+                st);
+    TORCH_CHECK(st == p0.scalar_type(), kAdamOp, ": expected every param of one call to have one dtype (",
+                p0.scalar_type(), ", from params[0]), params[", i, "] is ", st);
     TORCH_CHECK(p.device() == p0.device(), kAdamOp, ": expected all params on one device, but params[0] is on ",
-                p0.device(), " and ", pn, " is on ", p.device());
-    TORCH_CHECK(p.is_non_overlapping_and_dense(), kAdamOp, ": ", pn,
-                " must be dense and non-overlapping (got strides ", p.strides(), " for shape ", p.sizes(), ")");
+                p0.device(), " and params[", i, "] is on ", p.device());
+    TORCH_CHECK(p.is_non_overlapping_and_dense(), kAdamOp, ": params[", i,
+                "] must be dense and non-overlapping (got strides ", p.strides(), " for shape ", p.sizes(), ")");
     TORCH_CHECK(g.defined(), kAdamOp, ": grads[", i, "] is undefined (leave params without a gradient out)");
     TORCH_CHECK(!g.is_sparse(), kAdamOp, ": grads[", i, "] is sparse; Adam does not support sparse gradients, "
                 "please consider SparseAdam instead");
-    TORCH_CHECK(g.scalar_type() == p.scalar_type(), kAdamOp, ": expected grads[", i, "] to have the dtype of ", pn,
-                " (", p.scalar_type(), "), got ", g.scalar_type());
-    TORCH_CHECK(g.device() == p.device(), kAdamOp, ": expected grads[", i, "] on the device of ", pn, " (",
+    TORCH_CHECK(g.scalar_type() == st, kAdamOp, ": expected grads[", i, "] to have the dtype of params[", i, "] (", st,
+                "), got ", g.scalar_type());
+    TORCH_CHECK(g.device() == p.device(), kAdamOp, ": expected grads[", i, "] on the device of params[", i, "] (",
                 p.device(), "), got ", g.device());
-    TORCH_CHECK(g.sizes() == p.sizes(), kAdamOp, ": grads[", i, "] has shape ", g.sizes(), " but ", pn, " has shape ",
-                p.sizes());
-    TORCH_CHECK(g.strides() == p.strides(), kAdamOp, ": expected grads[", i, "] to have the strides of ", pn, " (",
-                p.strides(), "), got ", g.strides());
+    TORCH_CHECK(g.sizes() == p.sizes(), kAdamOp, ": grads[", i, "] has shape ", g.sizes(), " but params[", i,
+                "] has shape ", p.sizes());
+    TORCH_CHECK(g.strides() == p.strides(), kAdamOp, ": expected grads[", i, "] to have the strides of params[", i,
+                "] (", p.strides(), "), got ", g.strides());
     check_adam_state(a.exp_avgs[i], "exp_avgs", i, p);
     check_adam_state(a.exp_avg_sqs[i], "exp_avg_sqs", i, p);
     if (a.amsgrad) check_adam_state(a.max_exp_avg_sqs[i], "max_exp_avg_sqs", i, p);
     const at::Tensor& s = a.steps[i];
-    const std::string sn = adam_name("state_steps", i);
-    check_scalar_tensor(s, sn);
+    check_scalar_tensor(s, "state_steps", i);
     if (a.capturable) {
-      TORCH_CHECK(s.device() == p.device(), kAdamOp, ": capturable=True keeps steps on the params' device; ", sn,
-                  " is on ", s.device(), ", ", pn, " on ", p.device());
+      TORCH_CHECK(s.device() == p.device(), kAdamOp, ": capturable=True keeps steps on the params' device; state_steps[",
+                  i, "] is on ", s.device(), ", params[", i, "] on ", p.device());
       TORCH_CHECK(s.scalar_type() == a.steps[0].scalar_type(), kAdamOp,
                   ": capturable=True expects all state_steps to have one dtype, got ", a.steps[0].scalar_type(),
                   " and ", s.scalar_type());
     } else {
-      TORCH_CHECK(s.is_cpu(), kAdamOp, ": capturable=False keeps steps on the CPU (as torch.optim does); ", sn,
-                  " is on ", s.device(), " (pass capturable=True for steps on the device)");
+      TORCH_CHECK(s.is_cpu(), kAdamOp, ": capturable=False keeps steps on the CPU (as torch.optim does); state_steps[",
+                  i, "] is on ", s.device(), " (pass capturable=True for steps on the device)");
     }
   }
   if (a.lr_tensor) {
-    check_scalar_tensor(*a.lr_tensor, "lr");
+    TORCH_CHECK(a.lr_tensor->numel() == 1 && (a.lr_tensor->scalar_type() == at::kFloat ||
+                                              a.lr_tensor->scalar_type() == at::kDouble),
+                kAdamOp, ": expected the lr tensor to be a one-element float32 or float64 tensor, got ",
+                a.lr_tensor->numel(), " elements of ", a.lr_tensor->scalar_type());
     TORCH_CHECK(a.lr_tensor->is_cpu() || a.lr_tensor->device() == p0.device(), kAdamOp,
                 ": expected the lr tensor on the CPU or on the params' device (", p0.device(), "), got ",
                 a.lr_tensor->device());

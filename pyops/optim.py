@@ -20,8 +20,9 @@ param's device with capturable=True), ``exp_avg``, ``exp_avg_sq`` and, with amsg
     and tensor betas raise errors.
   * capturable=True is accepted for CPU params too (torch.optim refuses): the step is then advanced
     by the kernel, which is how the tests run the CUDA kernels' capturable path in the emulator.
-  * foreach/fused are accepted and stored (so state_dicts round-trip) but change nothing: every
-    backend runs its own multi-tensor kernel.
+  * foreach/fused are accepted and stored (so state_dicts round-trip) but do not choose the kernel:
+    every backend runs its own multi-tensor kernel.  (fused=True still places `step` on the param's
+    device, as torch.optim does; the kernel then advances it there, as with capturable=True.)
 The optimizer caches, per param group, the lists of state tensors it passes to the kernel; the
 cache is rebuilt when the set of params with gradients, amsgrad or capturable changes, and on
 load_state_dict / add_param_group.  Replacing a state tensor object by hand (not in place) needs
@@ -29,6 +30,7 @@ load_state_dict / add_param_group.  Replacing a state tensor object by hand (not
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -51,6 +53,17 @@ _ops.register_fake("adam_step", _fake_adam_step)
 _MUTATED = ("params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "state_steps", "counters")
 
 
+def _dense(t: Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill one block of memory (some dim order is contiguous)."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.size(d) != 1:
+            if t.stride(d) != expected:
+                return False
+            expected *= t.size(d)
+    return True
+
+
 def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
                  capturable):
     """The checks of csrc/adam.h, for the Triton op (the C++ ops run those)."""
@@ -68,6 +81,8 @@ def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_st
         if p.dtype != p0.dtype or p.device != p0.device:
             raise RuntimeError(f"{op}: expected every param of one call to have one dtype and device ({p0.dtype} on "
                                f"{p0.device}, from params[0]), params[{i}] is {p.dtype} on {p.device}")
+        if not _dense(p):
+            raise RuntimeError(f"{op}: params[{i}] must be dense and non-overlapping (strides {p.stride()})")
         if g.is_sparse:
             raise RuntimeError(f"{op}: grads[{i}] is sparse; Adam does not support sparse gradients, please consider "
                                "SparseAdam instead")
@@ -81,8 +96,6 @@ def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_st
                 raise RuntimeError(f"{op}: expected {name}[{i}] to match params[{i}] ({dt}, {p.device}, shape "
                                    f"{tuple(p.shape)}, strides {p.stride()}), got {t.dtype}, {t.device}, shape "
                                    f"{tuple(t.shape)}, strides {t.stride()}")
-        if not p.is_contiguous() and not p.is_non_overlapping_and_dense():
-            raise RuntimeError(f"{op}: params[{i}] must be dense and non-overlapping (strides {p.stride()})")
         s = state_steps[i]
         if s.numel() != 1 or s.dtype not in _checks.FLOAT_TYPES:
             raise RuntimeError(f"{op}: expected state_steps[{i}] to be a one-element float32/float64 tensor")
@@ -115,6 +128,12 @@ _triton_adam_step.register_fake(_fake_adam_step)
 
 
 # ---------------------------------------------------------------- the optimizer
+@functools.lru_cache(maxsize=None)
+def _cuda_available() -> bool:
+    # torch.cuda.is_available() costs microseconds per call; the answer is fixed for the process
+    return torch.cuda.is_available()
+
+
 def _scalar_dtype() -> torch.dtype:
     # torch.optim's dtype for `step` (torch.optim.optimizer._get_scalar_dtype)
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -168,11 +187,14 @@ class Adam(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
                         fused=fused, decoupled_weight_decay=decoupled_weight_decay)
-        self._plans: dict[int, _Plan] = {}
-        super().__init__(params, defaults)
+        self.reset_cache()
         self.backend = backend
+        super().__init__(params, defaults)
 
     # ------------------------------------------------------------ state_dict / pickling
+    def __getstate__(self):
+        return dict(super().__getstate__(), backend=self.backend)
+
     def __setstate__(self, state):
         # torch.optim.Adam.__setstate__'s defaults, then: fp32 state for fp16/bf16 params (load_state_dict
         # casts state to the param dtype), and a fresh cache
@@ -195,37 +217,43 @@ class Adam(torch.optim.Optimizer):
 
     def reset_cache(self) -> None:
         """Forget the cached per-group tensor lists (rebuilt at the next step)."""
-        self.__dict__["_plans"] = {}
+        self._plans: dict[int, _Plan] = {}
 
     def add_param_group(self, param_group) -> None:
         super().add_param_group(param_group)
         self.reset_cache()
 
     # ------------------------------------------------------------ step
-    @torch.no_grad()
     def step(self, closure=None):
-        """Perform a single optimization step (one kernel launch per (device, dtype) of each param group)."""
+        """Perform a single optimization step (one kernel launch per (device, dtype) of each param group).
+
+        Kept lean -- this Python runs at every step: per group one list of grads, one tuple compared
+        with the cached plan's, one op call per bucket."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if torch.cuda.is_available():
+        if _cuda_available():
             self._accelerator_graph_capture_health_check()
-        for group in self.param_groups:
-            params = group["params"]
-            grads = [p.grad for p in params]
-            key = (tuple(g is not None for g in grads), group["amsgrad"], group["capturable"])
-            plan = self._plans.get(id(group))
-            if plan is None or plan.key != key:
-                plan = self._plans[id(group)] = self._make_plan(group, grads, key)
-            lr = group["lr"]
-            lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
-            beta1, beta2 = group["betas"]
-            for b in plan.buckets:
-                b.run(b.params, grads if b.index is None else [grads[i] for i in b.index], b.exp_avgs, b.exp_avg_sqs,
-                      b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, lr_float, beta1, beta2,
-                      group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
-                      group["decoupled_weight_decay"], b.device_steps)
+        grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)  # the update is not part of any graph (as in torch.optim)
+        try:
+            for group in self.param_groups:
+                grads = [p.grad for p in group["params"]]
+                key = (tuple([g is not None for g in grads]), group["amsgrad"], group["capturable"])
+                plan = self._plans.get(id(group))
+                if plan is None or plan.key != key:
+                    plan = self._plans[id(group)] = self._make_plan(group, grads, key)
+                lr = group["lr"]
+                lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
+                beta1, beta2 = group["betas"]
+                for b in plan.buckets:
+                    b.run(b.params, grads if b.index is None else [grads[i] for i in b.index], b.exp_avgs,
+                          b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, lr_float, beta1, beta2,
+                          group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
+                          group["decoupled_weight_decay"], b.device_steps)
+        finally:
+            torch.set_grad_enabled(grad_mode)
         return loss
 
     def _make_plan(self, group, grads, key) -> _Plan:

@@ -41,8 +41,8 @@ using at::vec::Vectorized;
 using cuda::AdamCoeffs;
 using cuda::AdamHyper;
 
-constexpr int64_t kAdamCpuChunk = 16384;  // elements per parallel work item (64 KB per fp32 array)
-constexpr int64_t kAdamCpuGrain = 2;      // chunks: fewer than this run on the calling thread
+constexpr int64_t kAdamCpuChunk = 16384;   // elements per parallel work item (64 KB per fp32 array)
+constexpr int64_t kAdamCpuSerial = 32768;  // fewer elements in all: one thread (a parallel region costs more)
 
 template <class T> struct AdamPtrs {
   T *p, *g, *m, *v, *vm;  // vm: nullptr without amsgrad
@@ -50,19 +50,29 @@ template <class T> struct AdamPtrs {
 };
 
 // [begin, end) of one tensor, SIMD lanes of Vectorized<T>::size(); the tail with partial loads.
+// Pointers, scalars and flags are copied into locals first: the compiler then knows the stores to
+// p, m, v cannot change them, keeps them in registers and hoists the flag tests out of the loop.
 template <class T>
-void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoeffs<T>& c, const AdamHyper& h) {
+void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoeffs<T>& coeffs,
+                const AdamHyper& hyper) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
+  const AdamCoeffs<T> c = coeffs;
+  const AdamHyper h = hyper;
+  T* __restrict__ pp = t.p;
+  const T* __restrict__ gp = t.g;
+  T* __restrict__ mp = t.m;
+  T* __restrict__ vp = t.v;
+  T* __restrict__ vmp = t.vm;
   for (int64_t i = begin; i < end; i += W) {
     const int cnt = int(std::min<int64_t>(W, end - i));
-    V p = V::loadu(t.p + i, cnt), g = V::loadu(t.g + i, cnt), m = V::loadu(t.m + i, cnt), v = V::loadu(t.v + i, cnt);
-    V vm = h.amsgrad ? V::loadu(t.vm + i, cnt) : V(T(0));
+    V p = V::loadu(pp + i, cnt), g = V::loadu(gp + i, cnt), m = V::loadu(mp + i, cnt), v = V::loadu(vp + i, cnt);
+    V vm = h.amsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
     cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
-    p.store(t.p + i, cnt);
-    m.store(t.m + i, cnt);
-    v.store(t.v + i, cnt);
-    if (h.amsgrad) vm.store(t.vm + i, cnt);
+    p.store(pp + i, cnt);
+    m.store(mp + i, cnt);
+    v.store(vp + i, cnt);
+    if (h.amsgrad) vm.store(vmp + i, cnt);
   }
 }
 
@@ -78,7 +88,11 @@ template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, c
     cs[i] = cuda::adam_coeffs<T>(h, steps[i], lr);
     first[i + 1] = first[i] + (ts[i].n + kAdamCpuChunk - 1) / kAdamCpuChunk;
   }
-  at::parallel_for(0, first[n], kAdamCpuGrain, [&](int64_t begin, int64_t end) {
+  int64_t total = 0;
+  for (const auto& t : ts) total += t.n;
+  // at::parallel_for runs [begin, end) on the calling thread when it is shorter than the grain
+  const int64_t grain = total < kAdamCpuSerial ? first[n] + 1 : 1;
+  at::parallel_for(0, first[n], grain, [&](int64_t begin, int64_t end) {
     size_t ti = size_t(std::upper_bound(first.begin(), first.end(), begin) - first.begin()) - 1;
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       while (chunk >= first[ti + 1]) ++ti;  // skips empty tensors (no chunks)
