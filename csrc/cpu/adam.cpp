@@ -64,8 +64,8 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   T* __restrict__ mp = t.m;
   T* __restrict__ vp = t.v;
   T* __restrict__ vmp = t.vm;
-  for (int64_t i = begin; i < end; i += W) {
-    const int cnt = int(std::min<int64_t>(W, end - i));
+  // one vector of lanes at i; cnt < W only for the last, partial vector of the range
+  auto lanes = [&](int64_t i, int cnt) {
     V p = V::loadu(pp + i, cnt), g = V::loadu(gp + i, cnt), m = V::loadu(mp + i, cnt), v = V::loadu(vp + i, cnt);
     V vm = h.amsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
     cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
@@ -73,7 +73,10 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
     m.store(mp + i, cnt);
     v.store(vp + i, cnt);
     if (h.amsgrad) vm.store(vmp + i, cnt);
-  }
+  };
+  int64_t i = begin;
+  for (; i + W <= end; i += W) lanes(i, W);
+  if (i < end) lanes(i, int(end - i));
 }
 
 template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, const std::vector<double>& steps, double lr) {

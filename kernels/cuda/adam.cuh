@@ -1,7 +1,7 @@
 // adam.cuh -- Adam / AdamW: one step for every parameter of a (device, dtype) group in ONE launch.
 //
 // Math, per element, exactly in the order torch.optim.Adam (_single_tensor_adam) evaluates it, so
-// results agree with PyTorch to the last bit or two (t = the step count after this step):
+// results agree with PyTorch to within a few ulps (t = the step count after this step):
 //   g  <- -grad if maximize else grad
 //   Adam  (L2):        g <- g + wd * p                       (torch: grad.add(param, alpha=wd), one FMA)
 //   AdamW (decoupled): p <- p * (1 - lr * wd)                (torch: param.mul_(1 - lr * wd))
