@@ -23,9 +23,11 @@ param's device with capturable=True), ``exp_avg``, ``exp_avg_sq`` and, with amsg
   * foreach/fused are accepted and stored (so state_dicts round-trip) but do not choose the kernel:
     every backend runs its own multi-tensor kernel.  (fused=True still places `step` on the param's
     device, as torch.optim does; the kernel then advances it there, as with capturable=True.)
+The backend is resolved at every step, like every pyops op: ``backend=`` of the constructor, else
+the enclosing ``with pyops.use_backend(...)`` block of the step() call, else PYOPS_BACKEND / auto.
 The optimizer caches, per param group, the lists of state tensors it passes to the kernel; the
-cache is rebuilt when the set of params with gradients, amsgrad or capturable changes, and on
-load_state_dict / add_param_group.  Replacing a state tensor object by hand (not in place) needs
+cache is rebuilt when the set of params with gradients, amsgrad, capturable or the backend changes,
+and on load_state_dict / add_param_group.  Replacing a state tensor object by hand (not in place) needs
 ``opt.reset_cache()``.
 """
 from __future__ import annotations
@@ -238,9 +240,10 @@ class Adam(torch.optim.Optimizer):
         grad_mode = torch.is_grad_enabled()
         torch.set_grad_enabled(False)  # the update is not part of any graph (as in torch.optim)
         try:
+            backend = self.backend or _backend.current_backend()  # this call's backend= or the block's
             for group in self.param_groups:
                 grads = [p.grad for p in group["params"]]
-                key = (tuple([g is not None for g in grads]), group["amsgrad"], group["capturable"])
+                key = (tuple([g is not None for g in grads]), group["amsgrad"], group["capturable"], backend)
                 plan = self._plans.get(id(group))
                 if plan is None or plan.key != key:
                     plan = self._plans[id(group)] = self._make_plan(group, grads, key)
@@ -293,7 +296,7 @@ class Adam(torch.optim.Optimizer):
             ps = [group["params"][i] for i in index]
             states = [self.state[p] for p in ps]
             device = ps[0].device
-            backend = _backend.resolve(self.backend, device, name)
+            backend = _backend.resolve(key[3], device, name)
             b.index = None if len(index) == n_all else index
             b.params = ps
             b.exp_avgs = [s["exp_avg"] for s in states]

@@ -389,6 +389,29 @@ def test_pickle_keeps_backend_and_state():
     assert clone.state[q]["step"].item() == 2 and opt.state[p[0]]["step"].item() == 1
 
 
+@needs_backend("cuda-sim")
+@needs_backend("triton")
+def test_backend_from_the_block_around_step():
+    # like every pyops op, the backend is resolved when step() runs: backend=, else use_backend
+    p = [torch.randn(6, requires_grad=True)]
+    p[0].grad = torch.randn(6)
+    opt = pyops.optim.Adam(p)
+    _ops.sim_reset_launch_counts()
+    TRITON_LAUNCHES.clear()
+    with pyops.use_backend("cuda-sim"):
+        opt.step()
+    with pyops.use_backend("triton"):
+        opt.step()
+    opt.step()  # auto: cpu
+    assert sim_counts() == {"adam_multi_tensor_kernel": 1} and TRITON_LAUNCHES == {"adam_multi_tensor_kernel": 1}
+    assert opt.state[p[0]]["step"].item() == 3
+    with pyops.use_backend("cuda"), pytest.raises(pyops.BackendError, match="backend 'cuda' cannot run here"):
+        opt.step()
+    pinned = pyops.optim.Adam(p, backend="cpu")
+    with pyops.use_backend("cuda"):
+        pinned.step()  # the constructor's backend= wins over the block
+
+
 def test_backend_torch_is_torch_optim():
     torch.manual_seed(0)
     ours, ref, ours_p, ref_p = run_pair("torch", torch.float32, 5, dict(amsgrad=True, weight_decay=1e-2))
