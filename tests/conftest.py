@@ -1,19 +1,24 @@
 """Test set-up shared by every test file.
 
-TRITON_INTERPRET=1 must be in the environment before triton is first imported (the @triton.jit
-decorator decides at decoration time), so it is set here, before anything imports pyops.
+Without a GPU, the Triton kernels run in Triton's interpreter on CPU tensors: TRITON_INTERPRET=1 must
+be in the environment before triton is first imported (the @triton.jit decorator decides at
+decoration time), so it is set here, before anything imports pyops.  With a GPU it is left alone, so
+the Triton kernels compile for the device and the gpu-marked tests run them there (the CPU-tensor
+Triton tests are then skipped: pyops.available_backends("cpu") no longer lists triton).
 A full run (the whole tests folder, no selection) also checks that every __global__ kernel of
 kernels/cuda ran through backend cuda-sim (see the end of this file).
 """
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch  # noqa: E402  (torch does not import triton)
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # The CUDA-on-CPU emulator (backend cuda-sim) treats undefined-behaviour hazards -- a shuffle reading a
 # lane outside its mask, __syncthreads after other threads exited -- as errors (csrc/sim/simt.h).
 os.environ.setdefault("SIMT_STRICT", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 from helpers import CPU_BACKENDS, HAS_GPU  # noqa: E402  (imports pyops)
 
@@ -35,8 +40,6 @@ def pytest_report_header(config):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
 
 
 # ---------------------------------------------------------------- every CUDA kernel ran through cuda-sim
