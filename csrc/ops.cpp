@@ -27,6 +27,12 @@ PYOPS_LIBRARY(m) {
   m.def("log_softmax_fwd(Tensor input, int dim) -> Tensor");
   m.def("softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
   m.def("log_softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
+  // linear family: input (*, in_features), weight (out_features, in_features), bias (out_features); relu
+  // false is plain linear.  Backward: `output` given <=> the forward applied ReLU; grads not in
+  // output_mask come back as empty [0] tensors (csrc/linear_relu.h)
+  m.def("linear_relu_fwd(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
+  m.def("linear_relu_bwd(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
+        "-> (Tensor, Tensor, Tensor)");
 }
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.

@@ -9,6 +9,8 @@ the emulator) or ``torch`` (stock PyTorch).  Choose per call, per block with
 from ._backend import BACKENDS, BackendError, current_backend, use_backend
 from ._ops import available_backends
 from .softmax import log_softmax, softmax
+from .linear_relu import linear, linear_relu
+from . import nn
 
 __all__ = [
     "BACKENDS",
@@ -18,4 +20,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "use_backend",
+    "linear",
+    "linear_relu",
+    "nn",
 ]
