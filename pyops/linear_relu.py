@@ -138,15 +138,27 @@ class _LinearFunction(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- public API
+_FLOAT_DTYPES = frozenset(_checks.FLOAT_TYPES + _checks.HALF_TYPES)
+
+
 def _linear(input, weight, bias, backend, relu):
     op = _name(relu)
-    check_linear_args(op, input, weight, bias)
+    # The common well-formed call costs a few attribute reads here; anything unusual goes through
+    # check_linear_args for the precise error.  Shapes and devices are checked by the op itself (C++,
+    # Triton op or fake: the same messages), so the happy path does not pay for them twice.
+    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor) and input.dtype in _FLOAT_DTYPES
+            and weight.dtype is input.dtype
+            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is input.dtype))):
+        check_linear_args(op, input, weight, bias)
     name = _backend.resolve(backend, input.device, op)
     if name == "torch":
         y = F.linear(input, weight, bias)
         return F.relu(y) if relu else y
     _checks.check_backend_dtype(input, name, op)
-    return _LinearFunction.apply(input, weight, bias, relu, name)
+    if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _LinearFunction.apply(input, weight, bias, relu, name)
+    return _ops.ops(name).linear_relu_fwd(input, weight, bias, relu)  # inference: no autograd node to build
 
 
 def linear_relu(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
