@@ -142,6 +142,20 @@ def test_partial_grads(backend, needs):
         assert_close(a, e, **GEMM_TOL)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_threads(threads):
+    # with 2 threads the CPU backward runs its dx and dW GEMMs side by side; otherwise one after the other
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, w, b = make((40, 72), 24)
+        out, ref = run("linear_relu", "cpu", x, w, b, torch.randn(40, 24))
+    finally:
+        torch.set_num_threads(prev)
+    for a, e in zip(out, ref):
+        assert_close(a, e, **GEMM_TOL)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_nan_propagates(backend):
     x, w, b = make((3, 4), 2)

@@ -230,14 +230,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
       if (need_b) mask_bias_grad_pass<T>(static_cast<const T*>(g.data), g.rs, g.cs, nullptr, nullptr, db, M, N);
       if (gemms) dz = blas_ready(g, grad_output);
     }
-    if (need_x) {  // dx = dz W: [M, N] x [N, K]
-      const Matrix w = blas_ready(as_matrix(weight), weight);
+    // (copies, if a layout needs one, are made here: no tensor op runs inside the parallel region)
+    const Matrix w = need_x ? blas_ready(as_matrix(weight), weight) : Matrix{};
+    const Matrix x = need_w ? blas_ready(as_matrix(input), input) : Matrix{};
+    const auto dx_gemm = [&] {  // dx = dz W: [M, N] x [N, K]
       gemm<T>(M, K, N, view<T>(dz), view<T>(w), {static_cast<T*>(gx.data_ptr()), K, 1});
-    }
-    if (need_w) {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
-      const Matrix x = blas_ready(as_matrix(input), input);
+    };
+    const auto dw_gemm = [&] {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
       gemm<T>(N, K, M, view<T>(dz, /*transposed=*/true), view<T>(x),
               {static_cast<T*>(gw.data_ptr()), gw.stride(0), gw.stride(1)});
+    };
+    if (need_x && need_w && at::get_num_threads() == 2 && !at::in_parallel_region()) {
+      // Two independent GEMMs of equal FLOPs on two threads: one each (BLAS runs single-threaded inside
+      // a parallel region) instead of each GEMM split in two with its own fork/join and partitioning.
+      at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) i == 0 ? dx_gemm() : dw_gemm();
+      });
+    } else {
+      if (need_x) dx_gemm();
+      if (need_w) dw_gemm();
     }
   });
   return {gx, gw, gb};
