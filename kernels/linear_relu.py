@@ -183,19 +183,24 @@ def aot_variants():
     """Compilable variants of the kernels as the launcher uses them, for an ahead-of-time audit
     (triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...), target=GPUTarget("cuda", 80|90, 32))):
     every block configuration gemm_plan picks for the forward, dx and dW GEMMs of the MNIST layers,
-    in fp32, fp16 and bf16 (fp64 for one configuration), plus the bias-gradient kernel.
+    in fp32, fp16 and bf16 (fp64 and fp32-as-TF32 for the first layer), plus the bias-gradient
+    kernel.  fp16/bf16/TF32/fp64 dots compile to mma instructions; IEEE fp32 dots to FMAs.
     Strides and sizes are runtime int64 and pointers carry no alignment hints here, so the loads
     compile to scalar ld.global (a JIT launch on a GPU specializes unit strides and 16-byte
     alignment and vectorizes them): expect_vector_loads is False."""
     seen = set()
-    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        for m, k, n in _AUDIT_SHAPES[: 1 if dtype == torch.float64 else None]:
+    # (dtype, tl.dot precision, shapes): fp64 and TF32 (allow_tf32) for the first layer only
+    runs = [(torch.float32, "ieee", _AUDIT_SHAPES), (torch.float16, "ieee", _AUDIT_SHAPES),
+            (torch.bfloat16, "ieee", _AUDIT_SHAPES), (torch.float64, "ieee", _AUDIT_SHAPES[:1]),
+            (torch.float32, "tf32", _AUDIT_SHAPES[:1])]
+    for dtype, precision, shapes in runs:
+        for m, k, n in shapes:
             # forward (M, N, K), dx (M, K, N), dW (N, K, M) with their epilogue / mask flags
             for (gm, gn, gk), flags in (((m, n, k), (False, True, True, False)),
                                         ((m, k, n), (True, False, False, False)),
                                         ((n, k, m), (True, False, False, True))):
                 bm, bn, bk, warps = gemm_plan(gm, gn, gk)
-                key = (dtype, bm, bn, bk, warps, flags)
+                key = (dtype, precision, bm, bn, bk, warps, flags)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -204,7 +209,7 @@ def aot_variants():
                        "c_ptr": t, "s_cm": "i64", "s_cn": "i64", "bias_ptr": t, "rowsum_ptr": t,
                        "M": "i64", "N": "i64", "K": "i64"}
                 const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags))
-                const.update(ACC=_acc(dtype), PRECISION="ieee", BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                const.update(ACC=_acc(dtype), PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 sig.update({name: "constexpr" for name in const})
                 yield {"kernel": linear_gemm_kernel, "signature": sig, "constexprs": const, "num_warps": warps,
                        "expect_vector_loads": False}
