@@ -1,5 +1,9 @@
 """linear_relu / linear on every backend that runs here: cpu (C++ + BLAS), triton (interpreter), cuda-sim
 (the CUDA kernels executed by the emulator); GPU-marked tests for cuda/triton on a real device."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -251,6 +255,32 @@ def test_triton_launches():
     y = pyops.linear_relu(x, w, b, backend="triton")
     torch.autograd.grad(y, (b,), torch.randn_like(y))
     assert TRITON_LAUNCHES == {"linear_gemm_kernel": 1, "linear_bias_grad_kernel": 1}
+
+
+_AOT_CHECK = """
+import triton
+from triton.backends.compiler import GPUTarget
+from pyops.kernels import linear_relu as k
+variants = list(k.aot_variants())
+for v in variants:
+    assert set(v["signature"]) == set(v["kernel"].arg_names), v["signature"]
+    assert set(v["constexprs"]) <= set(v["signature"])
+v = next(v for v in variants if v["signature"]["a_ptr"] == "*fp16")
+src = triton.compiler.ASTSource(fn=v["kernel"], signature=v["signature"], constexprs=v["constexprs"])
+ptx = triton.compile(src, target=GPUTarget("cuda", 80, 32), options={"num_warps": v["num_warps"]}).asm["ptx"]
+print(len(variants), "mma.sync" in ptx)
+"""
+
+
+@needs_backend("triton")
+def test_triton_aot_variants():
+    # every variant names each kernel parameter; one fp16 variant compiles for sm_80 (no GPU needed)
+    # to tensor-core mma instructions.  In a subprocess: interpreted kernels cannot be compiled.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", _AOT_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    n, mma = out.stdout.split()
+    assert int(n) > 10 and mma == "True"
 
 
 def test_triton_plan():
