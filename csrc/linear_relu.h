@@ -112,13 +112,17 @@ inline Matrix as_matrix(const at::Tensor& t) {
   return m;
 }
 
-// The two gradient tensors' layout in one place: grad_input like input's shape (contiguous),
-// grad_weight with weight's strides when weight is dense (so AccumulateGrad need not copy it).
-inline at::Tensor grad_or_empty(bool needed, const at::Tensor& like, at::IntArrayRef shape) {
-  return needed ? at::empty(shape, like.options()) : at::empty({0}, like.options());
-}
-inline at::Tensor grad_weight_or_empty(bool needed, const at::Tensor& weight) {
-  return needed ? at::empty_like(weight, at::MemoryFormat::Preserve) : at::empty({0}, weight.options());
+// The gradient buffers of one backward call, in one place: grad_input with input's shape
+// (contiguous), grad_weight with weight's strides when weight is dense (so AccumulateGrad need not copy
+// it), grad_bias [N]; an empty [0] tensor for each gradient output_mask does not ask for.
+struct LinearGrads {
+  at::Tensor input, weight, bias;
+};
+inline LinearGrads linear_grads(const at::Tensor& input, const at::Tensor& weight, std::array<bool, 3> output_mask) {
+  const auto empty = [&] { return at::empty({0}, input.options()); };
+  return {output_mask[0] ? at::empty(input.sizes(), input.options()) : empty(),
+          output_mask[1] ? at::empty_like(weight, at::MemoryFormat::Preserve) : empty(),
+          output_mask[2] ? at::empty({weight.size(0)}, input.options()) : empty()};
 }
 
 }  // namespace pyops

@@ -205,9 +205,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
   check_linear_backward_args(grad_output, input, weight, output, op, /*allow_half=*/false);
   const auto [need_x, need_w, need_b] = output_mask;
   const int64_t N = weight.size(0), K = weight.size(1);
-  at::Tensor gx = grad_or_empty(need_x, input, input.sizes());
-  at::Tensor gw = grad_weight_or_empty(need_w, weight);
-  at::Tensor gb = grad_or_empty(need_b, weight, {N});
+  const auto [gx, gw, gb] = linear_grads(input, weight, output_mask);
   Matrix g = as_matrix(grad_output);
   const int64_t M = g.rows;
   dispatch_cpu_float(input.scalar_type(), [&](auto tag) {

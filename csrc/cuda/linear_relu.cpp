@@ -92,9 +92,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
   check_device(input, op, "input");
   DeviceGuard guard(input);
   const int64_t N = weight.size(0), K = weight.size(1);
-  at::Tensor gx = grad_or_empty(output_mask[0], input, input.sizes());
-  at::Tensor gw = grad_weight_or_empty(output_mask[1], weight);
-  at::Tensor gb = grad_or_empty(output_mask[2], weight, {N});
+  const auto [gx, gw, gb] = linear_grads(input, weight, output_mask);
   const Matrix x = as_matrix(input), w = as_matrix(weight);
   Matrix g = as_matrix(grad_output), y;
   if (relu) {

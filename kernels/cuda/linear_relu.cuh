@@ -170,7 +170,7 @@ const char* linear_bias_grad(const T* g, int64_t g_rs, int64_t g_cs, const T* re
 // spreads the transposed scalar stores of the Red direction over all banks.
 
 template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct TileLoader {
-  static constexpr int LD = BR + smem_pad<T>();
+  static constexpr int ROWS = BR, LD = BR + smem_pad<T>();
   static constexpr int VECS = BR * BK / VEC;  // vectors per tile
   static constexpr int PER_THREAD = VECS / THREADS;
   static_assert(VECS % THREADS == 0, "tile must split evenly over the threads");
@@ -266,6 +266,31 @@ __device__ __forceinline__ void block_tile(int64_t M, int BM, int64_t& tile_m, i
   tile_n = int64_t(blockIdx.x) / tiles_m;
 }
 
+// The main loop both GEMM kernels share.  Per step of BK: the staged tiles go to shared memory, a
+// barrier, the next tiles start loading into registers (they travel while this step computes), the
+// bias-gradient row sums take their part of the A tile, `mma()` multiplies the shared tiles, and a
+// barrier before they are overwritten.
+template <class T, class LA, class LB, int BK, class Mma>
+__device__ __forceinline__ void gemm_main_loop(const GemmArgs<T>& p, int64_t m0, int64_t n0, T* As, T* Bs,
+                                               bool row_sums, acc_t<T>& rsum, Mma&& mma) {
+  LA la;
+  LB lb;
+  la.load(p.a, m0, p.M, 0, p.K);
+  lb.load(p.b, n0, p.N, 0, p.K);
+  for (int64_t k0 = 0; k0 < p.K; k0 += BK) {
+    la.store(As);
+    lb.store(Bs);
+    __syncthreads();
+    if (k0 + BK < p.K) {
+      la.load(p.a, m0, p.M, k0 + BK, p.K);
+      lb.load(p.b, n0, p.N, k0 + BK, p.K);
+    }
+    if (row_sums) add_row_sums<T, LA::ROWS, BK, LA::LD>(As, rsum);
+    mma();
+    __syncthreads();
+  }
+}
+
 // ---------------------------------------------------------------- CUDA-core GEMM
 template <class T, class Tile, GemmDir DA, GemmDir DB, int VEC>
 __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
@@ -292,20 +317,7 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = A(0);
   A rsum = A(0);
-
-  LA la;
-  LB lb;
-  la.load(p.a, m0, p.M, 0, p.K);
-  lb.load(p.b, n0, p.N, 0, p.K);
-  for (int64_t k0 = 0; k0 < p.K; k0 += BK) {
-    la.store(As);
-    lb.store(Bs);
-    __syncthreads();
-    if (k0 + BK < p.K) {  // next tiles travel from global memory while this one is multiplied
-      la.load(p.a, m0, p.M, k0 + BK, p.K);
-      lb.load(p.b, n0, p.N, k0 + BK, p.K);
-    }
-    if (row_sums) add_row_sums<T, BM, BK, LA::LD>(As, rsum);
+  gemm_main_loop<T, LA, LB, BK>(p, m0, n0, As, Bs, row_sums, rsum, [&] {
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
       Vec<T, RV> a[TM / RV], b[TN / RV];  // this thread's rows and columns at step k: vector reads
@@ -319,8 +331,7 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] += to_acc(a[i / RV].v[i % RV]) * to_acc(b[j / RV].v[j % RV]);
     }
-    __syncthreads();  // the tiles are overwritten next step
-  }
+  });
   if (row_sums) store_row_sums(p, m0, BM, rsum);
 
   // Epilogue straight from registers: + bias, ReLU, store (one vector per RV columns when C allows).
@@ -401,20 +412,7 @@ __global__ void __launch_bounds__(WmmaTile::THREADS) linear_relu_wmma_kernel(con
 #pragma unroll
     for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
   A rsum = A(0);
-
-  LA la;
-  LB lb;
-  la.load(p.a, m0, p.M, 0, p.K);
-  lb.load(p.b, n0, p.N, 0, p.K);
-  for (int64_t k0 = 0; k0 < p.K; k0 += BK) {
-    la.store(As);
-    lb.store(Bs);
-    __syncthreads();
-    if (k0 + BK < p.K) {
-      la.load(p.a, m0, p.M, k0 + BK, p.K);
-      lb.load(p.b, n0, p.N, k0 + BK, p.K);
-    }
-    if (row_sums) add_row_sums<T, BM, BK, LA::LD>(As, rsum);
+  gemm_main_loop<T, LA, LB, BK>(p, m0, n0, As, Bs, row_sums, rsum, [&] {
 #pragma unroll
     for (int k = 0; k < BK; k += FK) {
       // As[k][m] is A with m contiguous: a col_major M x K fragment; Bs[k][n] a row_major K x N one.
@@ -437,8 +435,7 @@ __global__ void __launch_bounds__(WmmaTile::THREADS) linear_relu_wmma_kernel(con
 #pragma unroll
         for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
-    __syncthreads();
-  }
+  });
   if (row_sums) store_row_sums(p, m0, BM, rsum);
 
   // Epilogue: accumulators -> shared (fp32) -> + bias, ReLU -> C, consecutive threads on consecutive n.
