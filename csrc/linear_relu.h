@@ -44,8 +44,10 @@ inline void check_linear_args(const at::Tensor& input, const at::Tensor& weight,
 }
 
 // Backward arguments: the forward's plus grad_output (and output) of shape (*, out_features).
-inline void check_linear_backward_args(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight,
-                                       const std::optional<at::Tensor>& output, const char* op, bool allow_half) {
+// Returns the op's name for messages ("linear_relu_backward" when output is given, else "linear_backward").
+inline const char* check_linear_backward_args(const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight,
+                                              const std::optional<at::Tensor>& output, bool allow_half) {
+  const char* op = linear_backward_name(output.has_value());
   check_linear_args(input, weight, std::nullopt, op, allow_half);
   check_same_dtype(grad, "grad_output", input, "input", op);
   check_same_device({{"input", &input}, {"grad_output", &grad}}, op);
@@ -59,6 +61,7 @@ inline void check_linear_backward_args(const at::Tensor& grad, const at::Tensor&
     TORCH_CHECK(output->sizes() == grad.sizes(), op, ": output shape ", output->sizes(),
                 " does not match grad_output shape ", grad.sizes());
   }
+  return op;
 }
 
 // Output shape (*, N) of an input (*, K).

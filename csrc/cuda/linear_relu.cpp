@@ -86,9 +86,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
                                                                const at::Tensor& weight,
                                                                const std::optional<at::Tensor>& output,
                                                                std::array<bool, 3> output_mask) {
+  const char* op = check_linear_backward_args(grad_output, input, weight, output, /*allow_half=*/true);
   const bool relu = output.has_value();
-  const char* op = linear_backward_name(relu);
-  check_linear_backward_args(grad_output, input, weight, output, op, /*allow_half=*/true);
   check_device(input, op, "input");
   DeviceGuard guard(input);
   const int64_t N = weight.size(0), K = weight.size(1);
