@@ -139,33 +139,40 @@ template <class T> void bias_relu_pass(T* y, const T* bias, int64_t M, int64_t N
 template <class T>
 void mask_bias_grad_pass(const T* g, int64_t g_rs, int64_t g_cs, const T* y, T* dz, T* db, int64_t M, int64_t N) {
   using V = Vectorized<T>;
-  constexpr int64_t kCols = 8 * V::size();  // column block: 8 vectors of db stay in registers / L1
+  constexpr int kVecs = 8;                         // column block: 8 vectors, their db sums in registers
+  constexpr int64_t kCols = kVecs * V::size();
   const int64_t blocks = (N + kCols - 1) / kCols;
   const int64_t grain = std::max<int64_t>(1, kGrainElems / std::max<int64_t>(M * kCols, 1));
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t c0 = blk * kCols, c1 = std::min(N, c0 + kCols);
-      if (db) std::fill(db + c0, db + c1, T(0));
-      for (int64_t m = 0; m < M; ++m) {
-        const T* gr = g + m * g_rs;
-        const T* yr = y ? y + m * N : nullptr;
-        T* dzr = dz ? dz + m * N : nullptr;
-        if (g_cs == 1) {
-          for (int64_t c = c0; c < c1; c += V::size()) {
-            const int64_t n = std::min<int64_t>(V::size(), c1 - c);
-            V v = V::loadu(gr + c, n);
-            if (yr) v = V::blendv(V(T(0)), v, V::loadu(yr + c, n) > V(T(0)));
-            if (dzr) v.store(dzr + c, n);
-            if (db) (V::loadu(db + c, n) + v).store(db + c, n);
-          }
-        } else {  // strided gradient (e.g. the expanded gradient of a sum): scalar
-          for (int64_t c = c0; c < c1; ++c) {
-            T v = gr[c * g_cs];
-            if (yr && !(yr[c] > T(0))) v = T(0);
-            if (dzr) dzr[c] = v;
-            if (db) db[c] += v;
+      if (g_cs == 1) {
+        V acc[kVecs];
+        for (auto& a : acc) a = V(T(0));
+        for (int64_t m = 0; m < M; ++m) {
+          const T* gr = g + m * g_rs;
+          for (int i = 0; i < kVecs; ++i) {
+            const int64_t c = c0 + i * V::size(), n = std::min<int64_t>(V::size(), c1 - c);
+            if (n <= 0) break;
+            const bool full = n == V::size();  // the same for every row: a predictable branch
+            V v = full ? V::loadu(gr + c) : V::loadu(gr + c, n);
+            if (y) v = V::blendv(V(T(0)), v, (full ? V::loadu(y + m * N + c) : V::loadu(y + m * N + c, n)) > V(T(0)));
+            if (dz) v.store(dz + m * N + c, n);
+            acc[i] = acc[i] + v;
           }
         }
+        if (db)
+          for (int i = 0; i < kVecs && c0 + i * V::size() < c1; ++i)
+            acc[i].store(db + c0 + i * V::size(), std::min<int64_t>(V::size(), c1 - c0 - i * V::size()));
+      } else {  // strided gradient (e.g. the expanded gradient of a sum): scalar
+        if (db) std::fill(db + c0, db + c1, T(0));
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t c = c0; c < c1; ++c) {
+            T v = g[m * g_rs + c * g_cs];
+            if (y && !(y[m * N + c] > T(0))) v = T(0);
+            if (dz) dz[m * N + c] = v;
+            if (db) db[c] += v;
+          }
       }
     }
   });
