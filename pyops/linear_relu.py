@@ -117,24 +117,34 @@ _triton_linear_bwd.register_fake(_fake_bwd)
 
 
 # ---------------------------------------------------------------- autograd
+def _backward(ctx, grad_output):
+    input, weight, out = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx, gw, gb = _ops.ops(ctx.backend).linear_relu_bwd(grad_output, input, weight, out, [need_x, need_w, need_b])
+    return gx if need_x else None, gw if need_w else None, gb if need_b else None, None, None
+
+
+_backward_once_differentiable = torch.autograd.function.once_differentiable(_backward)
+
+
 class _LinearFunction(torch.autograd.Function):
     """y = relu?(x W^T + b); the backward needs x, W and (ReLU) y -- never the pre-activation."""
 
     @staticmethod
     def forward(ctx, input, weight, bias, relu, backend):
-        ns = _ops.ops(backend)
-        out = ns.linear_relu_fwd(input, weight, bias, relu)
+        out = _ops.ops(backend).linear_relu_fwd(input, weight, bias, relu)
         ctx.save_for_backward(input, weight, out if relu else None)
         ctx.backend = backend
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        input, weight, out = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx, gw, gb = _ops.ops(ctx.backend).linear_relu_bwd(grad_output, input, weight, out, [need_x, need_w, need_b])
-        return gx if need_x else None, gw if need_w else None, gb if need_b else None, None, None
+        # The ops have no derivative of their own.  Under create_graph=True (grad mode on here) the
+        # once_differentiable version makes a second differentiation raise instead of silently giving
+        # zeros; otherwise its torch.no_grad() wrapper is skipped: it costs more than the op at MNIST sizes.
+        if torch.is_grad_enabled():
+            return _backward_once_differentiable(ctx, grad_output)
+        return _backward(ctx, grad_output)
 
 
 # ---------------------------------------------------------------- public API

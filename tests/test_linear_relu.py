@@ -148,16 +148,26 @@ def test_partial_grads(backend, needs):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_cpu_threads(threads):
-    # with 2 threads the CPU backward runs its dx and dW GEMMs side by side; otherwise one after the other
+    # with 2 threads the CPU backward runs its dx and dW GEMMs (here 8 MFLOP each) side by side;
+    # otherwise one after the other
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        x, w, b = make((40, 72), 24)
-        out, ref = run("linear_relu", "cpu", x, w, b, torch.randn(40, 24))
+        x, w, b = make((128, 256), 128)
+        out, ref = run("linear_relu", "cpu", x, w, b, torch.randn(128, 128))
     finally:
         torch.set_num_threads(prev)
     for a, e in zip(out, ref):
         assert_close(a, e, **GEMM_TOL)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_double_backward_raises(backend):
+    # the ops have no derivative: differentiating the gradient must fail loudly, not give zeros
+    x, w, b = make((3, 4), 2, torch.float64)
+    (gx,) = torch.autograd.grad(pyops.linear_relu(x, w, b, backend=backend).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        torch.autograd.grad(gx.sum(), w)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

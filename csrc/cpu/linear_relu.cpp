@@ -113,6 +113,8 @@ template <class T> View<const T> view(const Matrix& m, bool transposed = false) 
 // ---------------------------------------------------------------- fused passes
 // Work per parallel task: enough (~16K elements) that splitting beats the fork/join.
 constexpr int64_t kGrainElems = 16384;
+// FLOPs per backward GEMM from which dx and dW run side by side on 2 threads (see linear_relu_bwd).
+constexpr int64_t kSideBySideFlops = int64_t(1) << 22;
 
 // y[m, :] = relu(y[m, :] + b), y contiguous [M, N].  NaN stays NaN (clamp_min), as in torch.relu.
 template <class T> void bias_relu_pass(T* y, const T* bias, int64_t M, int64_t N, bool relu) {
@@ -244,9 +246,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
       gemm<T>(N, K, M, view<T>(dz, /*transposed=*/true), view<T>(x),
               {static_cast<T*>(gw.data_ptr()), gw.stride(0), gw.stride(1)});
     };
-    if (need_x && need_w && at::get_num_threads() == 2 && !at::in_parallel_region()) {
+    if (need_x && need_w && at::get_num_threads() == 2 && !at::in_parallel_region() &&
+        2 * M * N * K >= kSideBySideFlops) {
       // Two independent GEMMs of equal FLOPs on two threads: one each (BLAS runs single-threaded inside
       // a parallel region) instead of each GEMM split in two with its own fork/join and partitioning.
+      // Below ~4 MFLOP per GEMM the fork/join costs more than it saves: one after the other.
       at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) i == 0 ? dx_gemm() : dw_gemm();
       });
