@@ -118,9 +118,8 @@ inline unsigned gemm_threads(GemmKernel k) {
 // launch and the tests alike.  `tensor_cores`: fp16/bf16, or fp32 with TF32 allowed.  `sm_count`:
 // the simt tile is the largest whose tile count still gives every SM a block (else the smallest).
 // `vec_ok`: both operands (and the mask) allow VEC-wide loads in directions da, db.
-inline GemmPlan linear_gemm_plan(int64_t M, int64_t N, int64_t K, int elem_size, bool tensor_cores, int sm_count,
-                                 GemmDir da, GemmDir db, bool vec_ok) {
-  (void)K;
+inline GemmPlan linear_gemm_plan(int64_t M, int64_t N, int elem_size, bool tensor_cores, int sm_count, GemmDir da,
+                                 GemmDir db, bool vec_ok) {
   GemmPlan p{};
   p.vec = vec_ok ? 16 / elem_size : 1;
   p.dir_a = vec_ok ? da : GemmDir::Red;
@@ -136,7 +135,8 @@ inline GemmPlan linear_gemm_plan(int64_t M, int64_t N, int64_t K, int elem_size,
   p.tiles_m = ceil_div(M, t);
   p.tiles_n = ceil_div(N, t);
   p.cfg.block = dim3(gemm_threads(p.kernel));
-  p.cfg.grid = dim3(unsigned(std::min<int64_t>(p.tiles_m * p.tiles_n, kGemmMaxBlocks)));  // glue checks the limit
+  // (more tiles than kGemmMaxBlocks: linear_gemm refuses to launch)
+  p.cfg.grid = dim3(unsigned(std::min<int64_t>(p.tiles_m * p.tiles_n, kGemmMaxBlocks)));
   p.cfg.smem = p.kernel == GemmKernel::Simt128 ? simt_smem_bytes<SimtTile128>(elem_size)
                : p.kernel == GemmKernel::Simt64 ? simt_smem_bytes<SimtTile64>(elem_size)
                : p.kernel == GemmKernel::Simt32 ? simt_smem_bytes<SimtTile32>(elem_size)
@@ -546,7 +546,7 @@ const char* linear_gemm(const GemmArgs<T>& p, bool allow_tf32, int sm_count, Str
   const bool vec_ok = operand_vec_ok(p.a, da, p.M, p.K, V) && operand_vec_ok(p.b, db, p.N, p.K, V);
   // fp16/bf16 always on tensor cores; fp32 only as TF32 when allowed; fp64 on CUDA cores.
   const bool tensor_cores = is_half_v<T> || (std::is_same_v<T, float> && allow_tf32);
-  const GemmPlan plan = linear_gemm_plan(p.M, p.N, p.K, sizeof(T), tensor_cores, sm_count, da, db, vec_ok);
+  const GemmPlan plan = linear_gemm_plan(p.M, p.N, sizeof(T), tensor_cores, sm_count, da, db, vec_ok);
   if (plan_out) *plan_out = plan;
   if (p.M == 0 || p.N == 0) return nullptr;  // nothing to write (a K of 0 still writes bias / zeros)
   if (plan.tiles_m * plan.tiles_n > kGemmMaxBlocks) return "linear_gemm: more than 2^31 - 1 output tiles";
