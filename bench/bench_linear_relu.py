@@ -1,6 +1,7 @@
 """linear_relu: pyops vs stock F.relu(F.linear(...)), forward, backward and forward+backward.
 
-    python bench/bench_linear_relu.py [--threads 2] [--device cpu|cuda] [--rounds 5] [--out bench/results]
+    python bench/bench_linear_relu.py [--threads 2] [--device cpu|cuda] [--min-time 0.2] [--shapes all|mnist]
+                                      [--out bench/results]
 
 Shapes: the MNIST MLP's layers (784->256, 256->128, 128->64, 64->10) at batch 64 and 512, plus one
 large layer.  Every contender computes all three gradients (input, weight, bias), as a hidden layer does.
@@ -12,25 +13,54 @@ reads g, y, x, W and writes dx, dW, db: 4(2MN + 2MK + 2NK + N).  FLOP/byte (the 
 intensity) is printed beside the times: below ~10 a layer is bound by memory and per-call overhead,
 not by the GEMM.
 
-Timing: warm-up, then the median of many runs (CUDA events on a GPU).  Stock and pyops run in the
-same process on the same tensors, alternating, `--rounds` times; each reported time is the median of
-the rounds' medians, so a burst of load on a shared machine hits both.  ratio = stock time / pyops
-time (> 1: pyops faster).  The backward is timed alone by replaying it on a retained graph.
+Timing: warm-up, then many runs (CUDA events on a GPU) of stock and pyops on the same tensors in the
+same process, strictly alternating call by call, so that a burst of load on a shared machine hits both
+alike.  Reported: the median time of each, and ratio = the median over the pairs of
+(stock time / pyops time) -- > 1: pyops faster.  The backward is timed alone by replaying it on a
+retained graph.
 """
 import os
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Table, parser, setup, timeit  # noqa: E402
+from common import Table, parser, setup  # noqa: E402
 
 import pyops  # noqa: E402
 
 MNIST = [(784, 256), (256, 128), (128, 64), (64, 10)]
 SHAPES = [(m, k, n) for m in (64, 512) for k, n in MNIST] + [(4096, 1024, 1024)]
+
+
+def paired_times(fns, device, min_time, warmup=3, min_runs=20, max_runs=20000):
+    """Per-call seconds of each function in `fns`, called in strict alternation until min_time has
+    passed (at least min_runs pairs).  On CUDA each call is timed with CUDA events."""
+    for _ in range(warmup):
+        for f in fns:
+            f()
+    times = [[] for _ in fns]
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    while (len(times[0]) < min_runs or time.perf_counter() - start < min_time) and len(times[0]) < max_runs:
+        for f, ts in zip(fns, times):
+            if cuda:
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                f()
+                b.record()
+                b.synchronize()
+                ts.append(a.elapsed_time(b) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                f()
+                ts.append(time.perf_counter() - t0)
+    return times
 
 
 def stock(x, w, b):
@@ -57,13 +87,12 @@ def contender_fns(fn, x, w, b, g):
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5, help="alternating stock/pyops rounds per shape (default 5)")
     p.add_argument("--shapes", default="all", choices=["all", "mnist"], help="mnist: only the MNIST layers")
     args = p.parse_args(argv)
     dev = setup(args)
     backends = ["cuda", "triton"] if dev.type == "cuda" else ["cpu"]
     print(f"device {dev}{' (' + torch.cuda.get_device_name() + ')' if dev.type == 'cuda' else ''}, "
-          f"threads {torch.get_num_threads()}, rounds {args.rounds}")
+          f"threads {torch.get_num_threads()}")
     table = Table(f"linear_relu_{dev.type}")
     shapes = SHAPES if args.shapes == "all" else SHAPES[:-1]
     for m, k, n in shapes:
@@ -79,21 +108,15 @@ def main(argv=None):
         for be in backends:
             contenders[be] = contender_fns(lambda x_, w_, b_, be=be: pyops.linear_relu(x_, w_, b_, backend=be),
                                            x, w, b, g)
-        times = {name: {pass_: [] for pass_ in flops} for name in contenders}
-        for _ in range(args.rounds):
-            for name, fns in contenders.items():
-                for pass_, f in zip(flops, fns):
-                    times[name][pass_].append(timeit(f, dev, args.min_time / args.rounds))
-        med = {name: {pass_: statistics.median(ts) for pass_, ts in per.items()} for name, per in times.items()}
         for be in backends:
             row = {"layer": f"{k}->{n}", "batch": m, "backend": be}
-            for pass_ in flops:
-                t, ts = med[be][pass_], med["stock"][pass_]
-                row[f"{pass_}_us"] = t * 1e6
-                row[f"{pass_}_stock_us"] = ts * 1e6
-                row[f"{pass_}_GFLOPs"] = flops[pass_] / t / 1e9
-                row[f"{pass_}_stock_GFLOPs"] = flops[pass_] / ts / 1e9
-                row[f"{pass_}_ratio"] = ts / t
+            for i, pass_ in enumerate(flops):
+                ts, t = paired_times([contenders["stock"][i], contenders[be][i]], dev, args.min_time)
+                row[f"{pass_}_us"] = statistics.median(t) * 1e6
+                row[f"{pass_}_stock_us"] = statistics.median(ts) * 1e6
+                row[f"{pass_}_GFLOPs"] = flops[pass_] / statistics.median(t) / 1e9
+                row[f"{pass_}_stock_GFLOPs"] = flops[pass_] / statistics.median(ts) / 1e9
+                row[f"{pass_}_ratio"] = statistics.median(a / b for a, b in zip(ts, t))
             row["FLOP_per_byte"] = flops["fwdbwd"] / nbytes["fwdbwd"]
             table.add(**row)
     table.write_csv(args.out)
