@@ -148,8 +148,7 @@ def test_partial_grads(backend, needs):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_cpu_threads(threads):
-    # with 2 threads the CPU backward runs its dx and dW GEMMs (here 8 MFLOP each) side by side;
-    # otherwise one after the other
+    # the fused CPU passes split their work over the threads (here ~16K elements per task)
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -113,8 +113,6 @@ template <class T> View<const T> view(const Matrix& m, bool transposed = false) 
 // ---------------------------------------------------------------- fused passes
 // Work per parallel task: enough (~16K elements) that splitting beats the fork/join.
 constexpr int64_t kGrainElems = 16384;
-// FLOPs per backward GEMM from which dx and dW run side by side on 2 threads (see linear_relu_bwd).
-constexpr int64_t kSideBySideFlops = int64_t(1) << 22;
 
 // y[m, :] = relu(y[m, :] + b), y contiguous [M, N].  NaN stays NaN (clamp_min), as in torch.relu.
 template <class T> void bias_relu_pass(T* y, const T* bias, int64_t M, int64_t N, bool relu) {
@@ -236,27 +234,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
       if (need_b) mask_bias_grad_pass<T>(static_cast<const T*>(g.data), g.rs, g.cs, nullptr, nullptr, db, M, N);
       if (gemms) dz = blas_ready(g, grad_output);
     }
-    // (copies, if a layout needs one, are made here: no tensor op runs inside the parallel region)
-    const Matrix w = need_x ? blas_ready(as_matrix(weight), weight) : Matrix{};
-    const Matrix x = need_w ? blas_ready(as_matrix(input), input) : Matrix{};
-    const auto dx_gemm = [&] {  // dx = dz W: [M, N] x [N, K]
+    if (need_x) {  // dx = dz W: [M, N] x [N, K]
+      const Matrix w = blas_ready(as_matrix(weight), weight);
       gemm<T>(M, K, N, view<T>(dz), view<T>(w), {static_cast<T*>(gx.data_ptr()), K, 1});
-    };
-    const auto dw_gemm = [&] {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
+    }
+    if (need_w) {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
+      const Matrix x = blas_ready(as_matrix(input), input);
       gemm<T>(N, K, M, view<T>(dz, /*transposed=*/true), view<T>(x),
               {static_cast<T*>(gw.data_ptr()), gw.stride(0), gw.stride(1)});
-    };
-    if (need_x && need_w && at::get_num_threads() == 2 && !at::in_parallel_region() &&
-        2 * M * N * K >= kSideBySideFlops) {
-      // Two independent GEMMs of equal FLOPs on two threads: one each (BLAS runs single-threaded inside
-      // a parallel region) instead of each GEMM split in two with its own fork/join and partitioning.
-      // Below ~4 MFLOP per GEMM the fork/join costs more than it saves: one after the other.
-      at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) i == 0 ? dx_gemm() : dw_gemm();
-      });
-    } else {
-      if (need_x) dx_gemm();
-      if (need_w) dw_gemm();
     }
   });
   return {gx, gw, gb};
