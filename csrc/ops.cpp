@@ -34,6 +34,12 @@ PYOPS_LIBRARY(m) {
         "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, Tensor? lr_tensor, Tensor(f!)? counters, float lr, "
         "float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, "
         "bool decoupled_weight_decay, bool capturable) -> ()");
+  // linear family: input (*, in_features), weight (out_features, in_features), bias (out_features); relu
+  // false is plain linear.  Backward: `output` given <=> the forward applied ReLU; grads not in
+  // output_mask come back as empty [0] tensors (csrc/linear_relu.h)
+  m.def("linear_relu_fwd(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
+  m.def("linear_relu_bwd(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
+        "-> (Tensor, Tensor, Tensor)");
 }
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.

@@ -10,6 +10,8 @@ from ._backend import BACKENDS, BackendError, current_backend, use_backend
 from ._ops import available_backends
 from .softmax import log_softmax, softmax
 from . import optim  # noqa: E402  (pyops.optim.Adam, pyops.optim.AdamW)
+from .linear_relu import linear, linear_relu
+from . import nn
 
 __all__ = [
     "BACKENDS",
@@ -20,4 +22,7 @@ __all__ = [
     "optim",
     "softmax",
     "use_backend",
+    "linear",
+    "linear_relu",
+    "nn",
 ]

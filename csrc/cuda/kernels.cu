@@ -5,3 +5,4 @@
 #define PYOPS_INSTANTIATE
 #include "kernels/cuda/softmax.cuh"
 #include "kernels/cuda/adam.cuh"
+#include "kernels/cuda/linear_relu.cuh"

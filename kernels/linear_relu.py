@@ -1,0 +1,222 @@
+"""Triton linear / linear+ReLU: the GEMMs of one layer, forward and backward.
+
+Math (derivation in kernels/cuda/linear_relu.cuh), x: [M, K], W: [N, K], b: [N], g = dL/dy:
+    forward   y = relu(x W^T + b)
+    backward  dz = g * [y > 0];  dx = dz W;  dW = dz^T x;  db = sum_m dz
+
+Like the CUDA kernels, all three products are one kernel, ``linear_gemm_kernel``:
+    C[m, n] = epilogue( sum_k A(m, k) * B(n, k) )
+with each operand passed as (pointer, stride along its output index, stride along k), so W^T, x^T and
+dz^T are the same memory with swapped strides:
+    forward  A = x            B = W                  + b, ReLU in the epilogue
+    dx       A = g, masked    B = W^T  (reduce over n)
+    dW       A = g^T, masked  B = x^T  (reduce over m); db = row sums of the masked A tiles, stored by
+                                        the programs of the first column of tiles
+The ReLU mask is applied to the g tile right after it is loaded (no masked copy of g is written).
+
+Decomposition: one program per BLOCK_M x BLOCK_N tile of C (a 1-D grid, consecutive programs walk down
+M and share the B tile), looping over k in steps of BLOCK_K with ``tl.dot`` (tensor cores for
+fp16/bf16, TF32 for fp32 only when torch.backends.cuda.matmul.allow_tf32, else IEEE fp32).  Edge tiles
+are masked; offsets are int64.  Block sizes come from ``gemm_plan`` (per shape).
+Accumulation in float32 (float64 for float64).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from . import count_launch
+
+
+@triton.jit
+def linear_gemm_kernel(a_ptr, s_am, s_ak,  # A: [M, K], (m, k) at a_ptr + m * s_am + k * s_ak
+                       y_ptr,              # ReLU output at A's offsets (MASK_A): keep A where y > 0
+                       b_ptr, s_bn, s_bk,  # B: [N, K]
+                       c_ptr, s_cm, s_cn,  # C: [M, N]
+                       bias_ptr,           # [N] (HAS_BIAS)
+                       rowsum_ptr,         # [M] (ROW_SUMS): sum_k A(m, k), from the programs with pid_n == 0
+                       M, N, K,
+                       MASK_A: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr, ROW_SUMS: tl.constexpr,
+                       ACC: tl.constexpr, PRECISION: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    pid_m = pid % tiles_m
+    pid_n = pid // tiles_m
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    rk = tl.arange(0, BLOCK_K).to(tl.int64)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC)
+    rsum = tl.zeros((BLOCK_M,), dtype=ACC)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + rk
+        a_off = rm[:, None] * s_am + k[None, :] * s_ak
+        a_in = (rm[:, None] < M) & (k[None, :] < K)
+        a = tl.load(a_ptr + a_off, mask=a_in, other=0.0)
+        if MASK_A:  # ReLU backward: the gradient passes where the forward output was positive
+            y = tl.load(y_ptr + a_off, mask=a_in, other=0.0)
+            a = tl.where(y > 0, a, tl.zeros_like(a))
+        # B read as its transpose [BLOCK_K, BLOCK_N], so the product is a plain A @ B^T tile
+        b = tl.load(b_ptr + k[:, None] * s_bk + rn[None, :] * s_bn, mask=(k[:, None] < K) & (rn[None, :] < N),
+                    other=0.0)
+        acc += tl.dot(a, b, input_precision=PRECISION, out_dtype=ACC)
+        if ROW_SUMS:
+            rsum += tl.sum(a.to(ACC), axis=1)
+    if ROW_SUMS:
+        tl.store(rowsum_ptr + rm, rsum.to(rowsum_ptr.dtype.element_ty), mask=(rm < M) & (pid_n == 0))
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(ACC)[None, :]
+    if RELU:
+        acc = tl.where(acc < 0, 0.0, acc)  # NaN stays NaN, as in torch.relu
+    tl.store(c_ptr + rm[:, None] * s_cm + rn[None, :] * s_cn, acc.to(c_ptr.dtype.element_ty),
+             mask=(rm[:, None] < M) & (rn[None, :] < N))
+
+
+@triton.jit
+def linear_bias_grad_kernel(g_ptr, s_gm, s_gn,  # g: [M, N]
+                            y_ptr,              # ReLU output at g's offsets (MASK)
+                            db_ptr,             # [N]: sum_m g[m, n] * [y[m, n] > 0]
+                            M, N,
+                            MASK: tl.constexpr, ACC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # one program per BLOCK_N columns, looping down M; used only when dW is not computed
+    rn = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    rm0 = tl.arange(0, BLOCK_M).to(tl.int64)
+    acc = tl.zeros((BLOCK_N,), dtype=ACC)
+    for m0 in range(0, M, BLOCK_M):
+        rm = m0 + rm0
+        off = rm[:, None] * s_gm + rn[None, :] * s_gn
+        inside = (rm[:, None] < M) & (rn[None, :] < N)
+        g = tl.load(g_ptr + off, mask=inside, other=0.0).to(ACC)
+        if MASK:
+            y = tl.load(y_ptr + off, mask=inside, other=0.0)
+            g = tl.where(y > 0, g, 0.0)
+        acc += tl.sum(g, axis=0)
+    tl.store(db_ptr + rn, acc.to(db_ptr.dtype.element_ty), mask=rn < N)
+
+
+def _acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _precision(dtype) -> str:
+    # tl.dot on fp32 inputs: TF32 tensor cores only when PyTorch allows TF32 matmuls, else full fp32
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def gemm_plan(M: int, N: int, K: int):
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps) for one GEMM -- the one place that picks block sizes.
+
+    Tiles shrink to the problem (tl.dot needs every block dim >= 16) and grow to 128 only when the
+    output is large enough to keep every SM busy with bigger tiles."""
+    big = M * N >= 1024 * 1024
+    bm = min(128 if big else 64, max(16, triton.next_power_of_2(M)))
+    bn = min(128 if big else 64, max(16, triton.next_power_of_2(N)))
+    bk = min(32, max(16, triton.next_power_of_2(K)))
+    return bm, bn, bk, 8 if bm * bn >= 128 * 128 else 4
+
+
+def gemm(a, a_strides, b, b_strides, c, c_strides, M, N, K, *, mask_y=None, bias=None, relu=False, rowsum=None):
+    """C[m, n] = epilogue(sum_k A(m, k) B(n, k)); every operand as (tensor, (stride_out, stride_k))."""
+    if M == 0 or N == 0:
+        return
+    bm, bn, bk, warps = gemm_plan(M, N, K)
+    grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
+    count_launch("linear_gemm_kernel")
+    linear_gemm_kernel[grid](
+        a, a_strides[0], a_strides[1], mask_y if mask_y is not None else a,
+        b, b_strides[0], b_strides[1],
+        c, c_strides[0], c_strides[1],
+        bias if bias is not None else c, rowsum if rowsum is not None else c,
+        M, N, K,
+        MASK_A=mask_y is not None, HAS_BIAS=bias is not None, RELU=relu, ROW_SUMS=rowsum is not None,
+        ACC=_acc(c.dtype), PRECISION=_precision(c.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+
+
+def bias_grad(g, y, db):
+    """db[n] = sum_m g[m, n] * [y[m, n] > 0] (no mask when y is None); g, y: [M, N] with equal strides."""
+    M, N = g.shape
+    if N == 0:
+        return
+    block_n = min(128, max(16, triton.next_power_of_2(N)))
+    count_launch("linear_bias_grad_kernel")
+    linear_bias_grad_kernel[(triton.cdiv(N, block_n),)](
+        g, g.stride(0), g.stride(1), y if y is not None else g, db, M, N,
+        MASK=y is not None, ACC=_acc(g.dtype), BLOCK_M=32, BLOCK_N=block_n, num_warps=4)
+
+
+def linear_forward(x, w, bias, y, relu: bool) -> None:
+    """y = relu?(x W^T + b); x: [M, K], w: [N, K], y: [M, N] (any strides)."""
+    M, K = x.shape
+    N = w.shape[0]
+    gemm(x, (x.stride(0), x.stride(1)), w, (w.stride(0), w.stride(1)), y, (y.stride(0), y.stride(1)), M, N, K,
+         bias=bias, relu=relu)
+
+
+def linear_backward(g, x, w, y, gx, gw, gb) -> None:
+    """dx = dz W into gx, dW = dz^T x into gw, db = sum_m dz into gb (each when not None), with
+    dz = g * [y > 0] (y None: dz = g).  g, y: [M, N] with equal strides; x: [M, K]; w, gw: [N, K]."""
+    M, N = g.shape
+    K = x.shape[1]
+    sg = (g.stride(0), g.stride(1))
+    row_sums = None
+    if gw is not None and K > 0:
+        # dW[n, k] = sum_m dz[m, n] x[m, k]: A = g^T (masked), B = x^T; db from the same A tiles
+        row_sums = gb
+        gemm(g, (sg[1], sg[0]), x, (x.stride(1), x.stride(0)), gw, (gw.stride(0), gw.stride(1)), N, K, M,
+             mask_y=y, rowsum=gb)
+    if gb is not None and row_sums is None:
+        bias_grad(g, y, gb)
+    if gx is not None:
+        # dx[m, k] = sum_n dz[m, n] W[n, k]: A = g (masked), B = W^T
+        gemm(g, sg, w, (w.stride(1), w.stride(0)), gx, (gx.stride(0), gx.stride(1)), M, K, N, mask_y=y)
+
+
+# ---------------------------------------------------------------- ahead-of-time audit
+_TL = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+# (M, K, N) of the MNIST MLP's layers at batch 64 and 512: the shapes the launcher sees most
+_AUDIT_SHAPES = [(m, k, n) for m in (64, 512) for k, n in ((784, 256), (256, 128), (128, 64), (64, 10))]
+
+
+def aot_variants():
+    """Compilable variants of the kernels as the launcher uses them, for an ahead-of-time audit
+    (triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...), target=GPUTarget("cuda", 80|90, 32))):
+    every block configuration gemm_plan picks for the forward, dx and dW GEMMs of the MNIST layers,
+    in fp32, fp16 and bf16 (fp64 and fp32-as-TF32 for the first layer), plus the bias-gradient
+    kernel.  fp16/bf16/TF32/fp64 dots compile to mma instructions; IEEE fp32 dots to FMAs.
+    Strides and sizes are runtime int64 and pointers carry no alignment hints here, so the loads
+    compile to scalar ld.global (a JIT launch on a GPU specializes unit strides and 16-byte
+    alignment and vectorizes them): expect_vector_loads is False."""
+    seen = set()
+    # (dtype, tl.dot precision, shapes): fp64 and TF32 (allow_tf32) for the first layer only
+    runs = [(torch.float32, "ieee", _AUDIT_SHAPES), (torch.float16, "ieee", _AUDIT_SHAPES),
+            (torch.bfloat16, "ieee", _AUDIT_SHAPES), (torch.float64, "ieee", _AUDIT_SHAPES[:1]),
+            (torch.float32, "tf32", _AUDIT_SHAPES[:1])]
+    for dtype, precision, shapes in runs:
+        for m, k, n in shapes:
+            # forward (M, N, K), dx (M, K, N), dW (N, K, M) with their epilogue / mask flags
+            for (gm, gn, gk), flags in (((m, n, k), (False, True, True, False)),
+                                        ((m, k, n), (True, False, False, False)),
+                                        ((n, k, m), (True, False, False, True))):
+                bm, bn, bk, warps = gemm_plan(gm, gn, gk)
+                key = (dtype, precision, bm, bn, bk, warps, flags)
+                if key in seen:
+                    continue
+                seen.add(key)
+                t = "*" + _TL[dtype]
+                sig = {"a_ptr": t, "s_am": "i64", "s_ak": "i64", "y_ptr": t, "b_ptr": t, "s_bn": "i64", "s_bk": "i64",
+                       "c_ptr": t, "s_cm": "i64", "s_cn": "i64", "bias_ptr": t, "rowsum_ptr": t,
+                       "M": "i64", "N": "i64", "K": "i64"}
+                const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags))
+                const.update(ACC=_acc(dtype), PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                sig.update({name: "constexpr" for name in const})
+                yield {"kernel": linear_gemm_kernel, "signature": sig, "constexprs": const, "num_warps": warps,
+                       "expect_vector_loads": False}
+    for dtype in (torch.float32, torch.float16):
+        t = "*" + _TL[dtype]
+        const = {"MASK": True, "ACC": tl.float32, "BLOCK_M": 32, "BLOCK_N": 128}
+        sig = {"g_ptr": t, "s_gm": "i64", "s_gn": "i64", "y_ptr": t, "db_ptr": t, "M": "i64", "N": "i64"}
+        sig.update({name: "constexpr" for name in const})
+        yield {"kernel": linear_bias_grad_kernel, "signature": sig, "constexprs": const, "num_warps": 4,
+               "expect_vector_loads": False}
