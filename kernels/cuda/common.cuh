@@ -139,6 +139,62 @@ template <class A> __device__ __forceinline__ A block_sum(A v, A* scratch) {
   return v;
 }
 
+// ---- online softmax statistics: the running pair (m, s) = (max, sum of exp(x - m)) of a set of values,
+// built one value at a time and merged across threads without a second pass over the data.
+// When a larger value arrives, the sum is rescaled: s <- s * exp(m_old - m_new) + 1.  -inf values add
+// nothing; a set of only -inf values ends as (-inf, 0).  Used by softmax.cuh and cross_entropy.cuh.
+
+// Running (max, sum-of-exp) pair: add one value.
+template <class A> __device__ __forceinline__ void online_add(A& m, A& s, A v) {
+  if (v > m) {
+    s = s * exp_(m - v) + A(1);  // m == -inf: s is 0 and exp(-inf) is 0
+    m = v;
+  } else if (v != neg_inf<A>()) {  // skip -inf: exp(-inf - m) adds 0, and m == -inf would give NaN
+    s += exp_(v - m);              // NaN input: lands here and propagates
+  }
+}
+// Merge another thread's pair into (m, s).
+template <class A> __device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
+  if (m2 > m) {
+    s = s * exp_(m - m2) + s2;
+    m = m2;
+  } else if (m2 != neg_inf<A>()) {
+    s += s2 * exp_(m2 - m);
+  }
+}
+template <class A> __device__ __forceinline__ void warp_online_merge(A& m, A& s) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const A m2 = __shfl_xor_sync(FULL_MASK, m, off);
+    const A s2 = __shfl_xor_sync(FULL_MASK, s, off);
+    online_merge(m, s, m2, s2);
+  }
+}
+// Block-wide merge; every thread gets the block's pair.  part_m / part_s: 32 values each in shared
+// memory, reusable as soon as this returns (the trailing barrier).  blockDim.x a multiple of 32.
+template <class A> __device__ __forceinline__ void block_online_merge(A& m, A& s, A* part_m, A* part_s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  warp_online_merge(m, s);
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_s[warp] = s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    m = lane < nwarps ? part_m[lane] : neg_inf<A>();
+    s = lane < nwarps ? part_s[lane] : A(0);
+    warp_online_merge(m, s);
+    if (lane == 0) {
+      part_m[0] = m;
+      part_s[0] = s;
+    }
+  }
+  __syncthreads();
+  m = part_m[0];
+  s = part_s[0];
+  __syncthreads();
+}
+
 // Dynamic shared memory of the running block, as an array of T (size chosen by the plan).
 template <class T> __device__ __forceinline__ T* dynamic_smem() {
 #if defined(__CUDACC__)
