@@ -64,6 +64,22 @@ inline const char* launch_status() {
 inline const char* launch_status() { return nullptr; }
 #endif
 
+// PYOPS_DEVICE_REQUIRE(cond, "message"): a check of data the host never looked at (e.g. a class index
+// read by the kernel).  Costs one compare and a never-taken branch; no host synchronization.
+//   nvcc      __assert_fail, exactly what device-side assert() does: the kernel prints the message
+//             with the failing block/thread and stops; the launch fails with cudaErrorAssert ("device-side
+//             assert triggered"), reported by the next synchronizing CUDA call, and the CUDA context is
+//             unusable afterwards (as with PyTorch's own CUDA_KERNEL_ASSERT).
+//   emulator  the launch stops and the glue raises a Python RuntimeError carrying the message.
+// `message` must be a string literal.
+#if defined(__CUDACC__)
+#include <assert.h>
+#define PYOPS_DEVICE_REQUIRE(cond, message) \
+  ((cond) ? (void)0 : __assert_fail(message, __FILE__, static_cast<unsigned>(__LINE__), __func__))
+#elif defined(PYOPS_SIM_DEVICE)
+#define PYOPS_DEVICE_REQUIRE(cond, message) ((cond) ? (void)0 : ::simt::fail(message))
+#endif
+
 // Explicit instantiation lists: each kernel header ends with PYOPS_FOR_EACH_FLOAT(ITS_INSTANTIATION)
 // under PYOPS_INSTANTIATE, defined only by the one translation unit that compiles the device code.
 #define PYOPS_FOR_EACH_FLOAT(X) X(float) X(double) X(__half) X(__nv_bfloat16)
