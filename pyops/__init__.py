@@ -9,6 +9,7 @@ the emulator) or ``torch`` (stock PyTorch).  Choose per call, per block with
 from ._backend import BACKENDS, BackendError, current_backend, use_backend
 from ._ops import available_backends
 from .softmax import log_softmax, softmax
+from .cross_entropy import cross_entropy, nll_loss
 
 __all__ = [
     "BACKENDS",
@@ -18,4 +19,6 @@ __all__ = [
     "log_softmax",
     "softmax",
     "use_backend",
+    "cross_entropy",
+    "nll_loss",
 ]

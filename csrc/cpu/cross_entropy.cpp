@@ -1,0 +1,394 @@
+// cross_entropy.cpp -- CPU kernels of nll_loss and the fused cross_entropy, forward and backward.
+// The math and the backward derivation are in kernels/cuda/cross_entropy.cuh; the formulas below are the
+// same, restated for at::vec.
+//
+// Rows (predictions) are independent: at::parallel_for splits them over threads.  A row with unit class
+// stride (every (N, C) and (C,) input) is vectorized (at::vec: 8 floats / 4 doubles per AVX2 instruction,
+// exp from SLEEF):
+//   forward   the row goes through in blocks of kBlock classes (16 KiB, L1-resident): the block's max is
+//             the one read from memory, then sum exp(x - max) over the block from L1, merged into the
+//             row's running (max, sum) with one scalar exp -- each row read once from memory, one exp per
+//             element.  Label smoothing adds sum w_c (x_c - ref) and sum w_c over the same block.
+//             Kept per row: lse (4 bytes); nothing of size N x C.
+//   backward  one pass: dx = coef * exp(x - lse) - per_w * w_c, then dx[t] -= at_t (one element).
+// A row whose classes are strided (an (N, C, d1, ...) input) takes a scalar loop with the same math.
+// mean/sum: per-row (loss, weight) pairs, then a serial sum in double on the calling thread, so the
+// result does not depend on the thread count.
+// Out-of-range targets raise IndexError (synchronously, from inside the row loop).
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "csrc/cross_entropy.h"
+
+namespace pyops::cpu {
+namespace {
+
+using at::vec::Vectorized;
+
+constexpr int64_t kBlockBytes = 16 << 10;  // forward block: stays in L1 between its two passes
+
+// Rows per parallel task: ~32K elements of work per task, so small problems run inline.
+inline int64_t loss_row_grain(int64_t classes) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(classes, 1)); }
+
+template <class T> struct RowTarget {
+  int64_t t;   // -1 when ignored
+  T w;         // w_t (1 without weight), 0 when ignored
+};
+
+template <class T>
+inline RowTarget<T> read_target(const char* op, const int64_t* target, int64_t r, const T* w, int64_t classes,
+                                int64_t ignore_index) {
+  const int64_t t = target[r];
+  if (t == ignore_index) return {-1, T(0)};
+  TORCH_CHECK_INDEX(t >= 0 && t < classes, op, ": Target ", t, " is out of bounds: expected a class index in [0, ",
+                    classes, ") or ignore_index (", ignore_index, ")");
+  return {t, w ? w[t] : T(1)};
+}
+
+// Input rows: row r = n*D + j starts at x + n*ld_n + j*ld_d; class c is c*ld_c further.
+template <class T> struct InputRows {
+  const T* x;
+  int64_t inner, ld_n, ld_d, ld_c;
+  const T* row(int64_t r) const { return x + (inner == 1 ? r * ld_n : (r / inner) * ld_n + (r % inner) * ld_d); }
+};
+
+// ---- forward statistics of one row: (m, s) with lse = m + log s; with smoothing, d = sum_c w_c (x_c - ref)
+// and wsum = sum_c w_c.
+template <class T> struct RowStats {
+  T m = -std::numeric_limits<T>::infinity(), s = 0, d = 0, wsum = 0;
+};
+
+// (m, s) += (m2, s2): the online merge of common.cuh, on the CPU.
+template <class T> inline void online_merge(T& m, T& s, T m2, T s2) {
+  if (m2 > m) {
+    s = s * std::exp(m - m2) + s2;
+    m = m2;
+  } else if (m2 != -std::numeric_limits<T>::infinity()) {  // NaN lands here and propagates
+    s += s2 * std::exp(m2 - m);
+  }
+}
+
+template <class T> T vec_max(const T* x, int64_t n) {
+  using V = Vectorized<T>;
+  constexpr int64_t W = V::size();
+  const V ninf(-std::numeric_limits<T>::infinity());
+  V a = ninf, b = ninf;  // two accumulators: two independent max chains
+  int64_t c = 0;
+  for (; c + 2 * W <= n; c += 2 * W) {
+    a = at::vec::maximum(a, V::loadu(x + c));
+    b = at::vec::maximum(b, V::loadu(x + c + W));
+  }
+  for (; c + W <= n; c += W) a = at::vec::maximum(a, V::loadu(x + c));
+  if (c < n) a = at::vec::maximum(a, V::set(ninf, V::loadu(x + c, n - c), n - c));
+  return at::vec::vec_reduce_all([](const V& p, const V& q) { return at::vec::maximum(p, q); }, at::vec::maximum(a, b));
+}
+
+template <class T> T vec_sum_exp(const T* x, int64_t n, T shift) {  // sum_c exp(x_c - shift)
+  using V = Vectorized<T>;
+  constexpr int64_t W = V::size();
+  const V vs(shift);
+  V a(0), b(0);
+  int64_t c = 0;
+  for (; c + 2 * W <= n; c += 2 * W) {
+    a += (V::loadu(x + c) - vs).exp();
+    b += (V::loadu(x + c + W) - vs).exp();
+  }
+  for (; c + W <= n; c += W) a += (V::loadu(x + c) - vs).exp();
+  if (c < n) a += V::set(V(0), (V::loadu(x + c, n - c) - vs).exp(), n - c);
+  return at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, a + b);
+}
+
+// d += sum_c w_c (x_c - ref), wsum += sum_c w_c  (w == nullptr: w_c = 1, wsum left alone)
+template <class T> void vec_smoothing_sums(const T* x, const T* w, int64_t n, T ref, T& d, T& wsum) {
+  using V = Vectorized<T>;
+  constexpr int64_t W = V::size();
+  const V vr(ref);
+  V vd(0), vw(0);
+  int64_t c = 0;
+  for (; c + W <= n; c += W) {
+    const V xv = V::loadu(x + c) - vr;
+    if (w) {
+      const V wv = V::loadu(w + c);
+      vd += wv * xv;
+      vw += wv;
+    } else {
+      vd += xv;
+    }
+  }
+  if (c < n) {  // loadu(ptr, k) zero-fills the lanes past k: they add 0 * (0 - ref) or (0 - ref) -- so mask
+    const V xv = V::set(V(0), V::loadu(x + c, n - c) - vr, n - c);
+    if (w) {
+      const V wv = V::loadu(w + c, n - c);
+      vd += wv * xv;
+      vw += wv;
+    } else {
+      vd += xv;
+    }
+  }
+  d += at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, vd);
+  if (w) wsum += at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, vw);
+}
+
+template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, const T* w, int64_t classes, T ref) {
+  constexpr int64_t kBlock = kBlockBytes / sizeof(T);
+  RowStats<T> st;
+  for (int64_t c0 = 0; c0 < classes; c0 += kBlock) {
+    const int64_t n = std::min(kBlock, classes - c0);
+    const T bm = vec_max(x + c0, n);                         // the read from memory
+    if (bm != -std::numeric_limits<T>::infinity())           // an all -inf block adds nothing
+      online_merge(st.m, st.s, bm, vec_sum_exp(x + c0, n, bm));  // from L1
+    if constexpr (SMOOTH) vec_smoothing_sums(x + c0, w ? w + c0 : nullptr, n, ref, st.d, st.wsum);
+  }
+  if (!w) st.wsum = T(classes);
+  return st;
+}
+
+template <class T, bool SMOOTH> RowStats<T> row_stats_strided(const T* x, int64_t ld_c, const T* w, int64_t classes, T ref) {
+  RowStats<T> st;
+  for (int64_t c = 0; c < classes; ++c) {
+    const T v = x[c * ld_c];
+    online_merge(st.m, st.s, v, T(1));
+    if constexpr (SMOOTH) {
+      const T wc = w ? w[c] : T(1);
+      st.d += wc * (v - ref);
+      st.wsum += wc;
+    }
+  }
+  if (!w) st.wsum = T(classes);
+  return st;
+}
+
+// mean/sum of the per-row (loss, weight) pairs, in double, into loss (input dtype) and total_weight.
+template <class T> void reduce_rows(const std::vector<T>& part, int64_t rows, int64_t reduction, LossForward& o) {
+  double loss = 0, w = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    loss += part[r];
+    w += part[rows + r];
+  }
+  o.loss.data_ptr<T>()[0] = T(reduction == kReduceMean ? loss / w : loss);  // all rows ignored: 0 / 0 = NaN
+  o.total_weight.data_ptr<T>()[0] = T(w);
+}
+
+// Per-row loss into `rows_out` (reduction none) or `part` [2, rows].
+template <class T> inline void store_row_loss(int64_t r, int64_t rows, T loss, T w, T* rows_out, std::vector<T>& part) {
+  if (rows_out) {
+    rows_out[r] = loss;
+  } else {
+    part[r] = loss;
+    part[rows + r] = w;
+  }
+}
+
+template <class T, bool SMOOTH>
+void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T eps, T* rows_out,
+                                  std::vector<T>& part, T* lse) {
+  const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
+  const int64_t* target = p.target.data_ptr<int64_t>();
+  const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
+  const int64_t C = p.C;
+  at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = in.row(r);
+      const RowTarget<T> tg = read_target("cross_entropy", target, r, w, C, ignore_index);
+      const T xt = tg.t >= 0 ? xr[tg.t * p.ld_c] : T(0);
+      const T ref = std::isfinite(xt) ? xt : T(0);  // shift of the smoothing sum (kernels/cuda/cross_entropy.cuh)
+      const RowStats<T> st = p.ld_c == 1 ? row_stats_contiguous<T, SMOOTH>(xr, w, C, ref)
+                                         : row_stats_strided<T, SMOOTH>(xr, p.ld_c, w, C, ref);
+      const T l = st.m + std::log(st.s);
+      lse[r] = l;
+      T loss = 0;
+      if (tg.t >= 0) {
+        loss = (T(1) - eps) * tg.w * (l - xt);
+        if constexpr (SMOOTH) loss += eps / T(C) * ((l - ref) * st.wsum - st.d);
+      }
+      store_row_loss(r, p.rows, loss, tg.w, rows_out, part);
+    }
+  });
+}
+
+// ---- backward of one row: dx_c = coef * exp(x_c - lse) - per_w * w_c, then dx_t -= at_t
+template <class T> struct RowGrad {
+  T coef, at_t, per_w;
+  int64_t t;  // -1: ignored
+};
+
+template <class T, bool SMOOTH>
+void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, T lse, const RowGrad<T>& g) {
+  using V = Vectorized<T>;
+  constexpr int64_t W = V::size();
+  const V vl(lse), vc(g.coef), vpw(g.per_w);
+  auto one = [&](int64_t c, int64_t n) {  // n == W: full vector
+    V d = vc * ((n == W ? V::loadu(x + c) : V::loadu(x + c, n)) - vl).exp();
+    if constexpr (SMOOTH) d = d - vpw * (w ? (n == W ? V::loadu(w + c) : V::loadu(w + c, n)) : V(1));
+    if (n == W) d.store(gx + c);
+    else d.store(gx + c, n);
+  };
+  int64_t c = 0;
+  for (; c + 2 * W <= classes; c += 2 * W) {
+    one(c, W);
+    one(c + W, W);
+  }
+  for (; c + W <= classes; c += W) one(c, W);
+  if (c < classes) one(c, classes - c);
+  if (g.t >= 0) gx[g.t] -= g.at_t;
+}
+
+template <class T, bool SMOOTH>
+void row_grad_strided(const T* x, int64_t ld_c, const T* w, T* gx, int64_t gld_c, int64_t classes, T lse,
+                      const RowGrad<T>& g) {
+  for (int64_t c = 0; c < classes; ++c) {
+    T d = g.coef * std::exp(x[c * ld_c] - lse);
+    if (c == g.t) d -= g.at_t;
+    if constexpr (SMOOTH) d -= g.per_w * (w ? w[c] : T(1));
+    gx[c * gld_c] = d;
+  }
+}
+
+template <class T> T sum_weight(const T* w, int64_t classes) {
+  double s = 0;
+  for (int64_t c = 0; c < classes; ++c) s += w[c];
+  return T(s);
+}
+
+template <class T, bool SMOOTH>
+void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t ld_grad, T inv_total,
+                                   int64_t ignore_index, T eps, const T* lse, T* gx) {
+  const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
+  const int64_t* target = p.target.data_ptr<int64_t>();
+  const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
+  const int64_t C = p.C;
+  const T wsum = SMOOTH && w ? sum_weight(w, C) : T(C);  // W = sum_c w_c
+  at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const RowTarget<T> tg = read_target("cross_entropy_backward", target, r, w, C, ignore_index);
+      // an ignored row gets exactly 0, even when the mean's total weight is 0 (inv_total = inf)
+      const T g = tg.t >= 0 ? grad[r * ld_grad] * inv_total : T(0);
+      const T a = (T(1) - eps) * tg.w, b = eps / T(C);
+      const RowGrad<T> rg{g * (a + b * wsum), g * a, g * b, tg.t};
+      T* gxr = gx + (p.D == 1 ? r * C : (r / p.D) * C * p.D + r % p.D);  // gx: contiguous [N, C, D]
+      if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r), w, gxr, C, lse[r], rg);
+      else row_grad_strided<T, SMOOTH>(in.row(r), p.ld_c, w, gxr, p.D, C, lse[r], rg);
+    }
+  });
+}
+
+template <class F> void dispatch_cpu_float(at::ScalarType st, F&& f) {
+  if (st == at::kDouble) f(double{});
+  else f(float{});  // dtype was checked: float32 or float64
+}
+
+template <class T> T inverse_total_weight(const at::Tensor& total_weight, int64_t reduction) {
+  return reduction == kReduceMean ? T(1) / total_weight.data_ptr<T>()[0] : T(1);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_fwd(const at::Tensor& input, const at::Tensor& target,
+                                                                 const std::optional<at::Tensor>& weight,
+                                                                 int64_t reduction, int64_t ignore_index,
+                                                                 double label_smoothing) {
+  const char* op = "cross_entropy";
+  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
+  check_label_smoothing(op, label_smoothing);
+  LossForward o = loss_forward_outputs(p, reduction, /*with_lse=*/true, /*with_partials=*/false);
+  dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> part(reduction == kReduceNone ? 0 : 2 * p.rows);
+    T* rows_out = reduction == kReduceNone ? o.loss.data_ptr<T>() : nullptr;
+    auto run = label_smoothing != 0.0 ? cross_entropy_forward_kernel<T, true> : cross_entropy_forward_kernel<T, false>;
+    run(p, ignore_index, T(label_smoothing), rows_out, part, o.lse.data_ptr<T>());
+    if (reduction != kReduceNone) reduce_rows(part, p.rows, reduction, o);
+  });
+  return {o.loss, o.lse, o.total_weight};
+}
+
+at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& input, const at::Tensor& target,
+                             const std::optional<at::Tensor>& weight, const at::Tensor& lse,
+                             const at::Tensor& total_weight, int64_t reduction, int64_t ignore_index,
+                             double label_smoothing) {
+  const char* op = "cross_entropy_backward";
+  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
+  check_label_smoothing(op, label_smoothing);
+  check_lse(op, p, lse);
+  int64_t ld_grad = 0;
+  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
+  at::Tensor gx = loss_grad_input(input);
+  dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    auto run = label_smoothing != 0.0 ? cross_entropy_backward_kernel<T, true> : cross_entropy_backward_kernel<T, false>;
+    run(p, g.data_ptr<T>(), ld_grad, inverse_total_weight<T>(total_weight, reduction), ignore_index,
+        T(label_smoothing), lse.data_ptr<T>(), gx.data_ptr<T>());
+  });
+  return gx;
+}
+
+// ---- nll_loss: the forward gathers one value per row; the backward writes -g w_t at the target, 0 elsewhere
+std::tuple<at::Tensor, at::Tensor> nll_loss_fwd(const at::Tensor& input, const at::Tensor& target,
+                                                const std::optional<at::Tensor>& weight, int64_t reduction,
+                                                int64_t ignore_index) {
+  const char* op = "nll_loss";
+  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
+  LossForward o = loss_forward_outputs(p, reduction, /*with_lse=*/false, /*with_partials=*/false);
+  dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
+    const int64_t* tgt = p.target.data_ptr<int64_t>();
+    const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
+    std::vector<T> part(reduction == kReduceNone ? 0 : 2 * p.rows);
+    T* rows_out = reduction == kReduceNone ? o.loss.data_ptr<T>() : nullptr;
+    at::parallel_for(0, p.rows, 32768, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const RowTarget<T> tg = read_target(op, tgt, r, w, p.C, ignore_index);
+        store_row_loss(r, p.rows, tg.t >= 0 ? -tg.w * in.row(r)[tg.t * p.ld_c] : T(0), tg.w, rows_out, part);
+      }
+    });
+    if (reduction != kReduceNone) reduce_rows(part, p.rows, reduction, o);
+  });
+  return {o.loss, o.total_weight};
+}
+
+at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, const at::Tensor& target,
+                        const std::optional<at::Tensor>& weight, const at::Tensor& total_weight, int64_t reduction,
+                        int64_t ignore_index) {
+  const char* op = "nll_loss_backward";
+  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
+  int64_t ld_grad = 0;
+  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
+  at::Tensor gx = loss_grad_input(input);
+  dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* grad = g.data_ptr<T>();
+    const T inv_total = inverse_total_weight<T>(total_weight, reduction);
+    const int64_t* tgt = p.target.data_ptr<int64_t>();
+    const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
+    T* out = gx.data_ptr<T>();
+    const int64_t CD = p.C * p.D;
+    at::parallel_for(0, p.N, loss_row_grain(CD), [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {  // sample n: the block [C, D] of gx
+        T* gn = out + n * CD;
+        std::fill(gn, gn + CD, T(0));
+        for (int64_t j = 0; j < p.D; ++j) {
+          const int64_t r = n * p.D + j;
+          const RowTarget<T> tg = read_target(op, tgt, r, w, p.C, ignore_index);
+          if (tg.t >= 0) gn[tg.t * p.D + j] = -grad[r * ld_grad] * inv_total * tg.w;
+        }
+      }
+    });
+  });
+  return gx;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyops, CPU, m) {
+  m.impl("nll_loss_fwd", &nll_loss_fwd);
+  m.impl("nll_loss_bwd", &nll_loss_bwd);
+  m.impl("cross_entropy_fwd", &cross_entropy_fwd);
+  m.impl("cross_entropy_bwd", &cross_entropy_bwd);
+}
+
+}  // namespace pyops::cpu
