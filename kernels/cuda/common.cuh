@@ -169,12 +169,13 @@ template <class A> __device__ __forceinline__ void online_add(A& m, A& s, A v) {
     s += exp_(v - m);              // NaN input: lands here and propagates
   }
 }
-// Merge another thread's pair into (m, s).
+// Merge another thread's pair into (m, s).  A pair (-inf, 0) adds nothing; a NaN sum always propagates (a
+// thread whose values were NaN only still has m2 == -inf, and dropping it would lose the NaN).
 template <class A> __device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
   if (m2 > m) {
     s = s * exp_(m - m2) + s2;
     m = m2;
-  } else if (m2 != neg_inf<A>()) {
+  } else if (m2 != neg_inf<A>() || s2 != A(0)) {
     s += s2 * exp_(m2 - m);
   }
 }
