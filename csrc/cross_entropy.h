@@ -16,6 +16,11 @@
 #include <optional>
 #include <tuple>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include "csrc/common.h"
 
 namespace pyops {
@@ -139,9 +144,29 @@ inline void check_lse(const char* op, const LossProblem& p, const at::Tensor& ls
   check_same_device({{"input", &p.input}, {"lse", &lse}}, op);
 }
 
+// A fresh multi-megabyte CPU buffer about to be written in full: ask Linux for transparent huge pages before
+// the first write.  Every first touch of a 4 KiB page is a page fault (measured on the development VM: ~5 us
+// each, ~190 ms for a 1024 x 32000 float gradient -- more than the kernel); with 2 MiB pages there are 512x
+// fewer.  Advice only: nothing changes where THP is disabled, and a failure is harmless.  (Stock PyTorch gets
+// the same for all its allocations with THP_MEM_ALLOC_ENABLE=1.)
+inline void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t n = t.nbytes();
+  if (!t.is_cpu() || n < (size_t(4) << 20)) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(t.data_ptr()) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data_ptr()) + n) & ~(page - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
+
 // The gradient: contiguous in input's shape.
 inline at::Tensor loss_grad_input(const at::Tensor& input) {
-  return at::empty(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor gx = at::empty(input.sizes(), input.options().memory_format(at::MemoryFormat::Contiguous));
+  advise_huge_pages(gx);
+  return gx;
 }
 
 }  // namespace pyops

@@ -147,6 +147,24 @@ def test_neg_inf_logits(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("C", [10, 40])
+def test_nan_logits_propagate(backend, C):
+    # a NaN in a row makes that row's loss and gradient NaN (PyTorch's behaviour); the other rows are untouched
+    x = torch.randn(3, C)
+    x[1, 7] = float("nan")
+    t = torch.tensor([0, 2, 5])
+    xa = x.clone().requires_grad_()
+    out = pyops.cross_entropy(xa, t, reduction="none", backend=backend)
+    (g,) = torch.autograd.grad(out.sum(), xa)
+    xr = x.clone().requires_grad_()
+    expected = F.cross_entropy(xr, t, reduction="none")
+    (gr,) = torch.autograd.grad(expected.sum(), xr)
+    assert torch.isnan(out[1]) and torch.isnan(g[1]).all()
+    assert_close(out, expected)
+    assert_close(g, gr)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("layout", ["transposed", "sliced_rows", "sliced_cols", "permuted_4d", "channels_last"])
 def test_non_contiguous_input(backend, layout):
     base = torch.randn(12, 40)
@@ -206,6 +224,17 @@ def test_uint8_targets_and_legacy_arguments():
     with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
         out = pyops.nll_loss(x, t, size_average=False, backend="cpu")
     assert_close(out, F.nll_loss(x, t, reduction="sum"))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_no_grad_skips_autograd(backend):
+    x, t = torch.randn(5, 7, requires_grad=True), torch.randint(0, 7, (5,))
+    with torch.no_grad():
+        out = pyops.cross_entropy(x, t, backend=backend)
+        out2 = pyops.nll_loss(x, t, backend=backend)
+    assert out.grad_fn is None and out2.grad_fn is None
+    assert_close(out, F.cross_entropy(x.detach(), t))
+    assert_close(out2, F.nll_loss(x.detach(), t))
 
 
 def test_torch_backend_is_stock():

@@ -5,12 +5,13 @@
 // Rows (predictions) are independent: at::parallel_for splits them over threads.  A row with unit class
 // stride (every (N, C) and (C,) input) is vectorized (at::vec: 8 floats / 4 doubles per AVX2 instruction,
 // exp from SLEEF):
-//   forward   the row goes through in blocks of kBlock classes (16 KiB, L1-resident): the block's max is
-//             the one read from memory, then sum exp(x - max) over the block from L1, merged into the
-//             row's running (max, sum) with one scalar exp -- each row read once from memory, one exp per
-//             element.  Label smoothing adds sum w_c (x_c - ref) and sum w_c over the same block.
+//   forward   one streaming pass per row: every SIMD lane keeps a running (max, sum of exp), rescaled only
+//             when its max moves, so one exp per element and each row read once; the lanes merge at the
+//             end.  Label smoothing adds sum w_c (x_c - ref) and sum w_c in the same pass.
 //             Kept per row: lse (4 bytes); nothing of size N x C.
-//   backward  one pass: dx = coef * exp(x - lse) - per_w * w_c, then dx[t] -= at_t (one element).
+//   backward  one pass: dx = coef * exp(x - lse) - per_w * w_c, then dx[t] -= at_t (one element).  The
+//             gradient is the one large fresh buffer: advise_huge_pages (csrc/cross_entropy.h) makes its
+//             first touch cost 2 MiB page faults instead of 4 KiB ones.
 // A row whose classes are strided (an (N, C, d1, ...) input) takes a scalar loop with the same math.
 // mean/sum: per-row (loss, weight) pairs, then a serial sum in double on the calling thread, so the
 // result does not depend on the thread count.
@@ -30,8 +31,6 @@ namespace pyops::cpu {
 namespace {
 
 using at::vec::Vectorized;
-
-constexpr int64_t kBlockBytes = 16 << 10;  // forward block: stays in L1 between its two passes
 
 // Rows per parallel task: ~32K elements of work per task, so small problems run inline.
 inline int64_t loss_row_grain(int64_t classes) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(classes, 1)); }
@@ -74,78 +73,79 @@ template <class T> inline void online_merge(T& m, T& s, T m2, T s2) {
   }
 }
 
-template <class T> T vec_max(const T* x, int64_t n) {
+// exp for the hot loops: float uses ATen's exp_u20 (polynomial, <= 20 ulp, several times cheaper than SLEEF's
+// 1-ulp expf; ~1e-6 relative, inside the float32 tolerances), double the SLEEF exp.  exp_u20 clamps NaN and
+// +inf arguments to finite values, so callers use it only where arguments are finite or -inf (-inf gives 0).
+template <class T> inline Vectorized<T> fast_exp(const Vectorized<T>& v) { return v.exp_u20(); }
+
+// Lane-wise online (max, sum of exp): add one vector.  A lane's sum is rescaled only when its max moves --
+// rare after the first few vectors of a row -- so the common step is one exp per element.  Maxima start at
+// the lowest finite value, not -inf, so exp(v - m) never sees -inf - -inf; a NaN makes its lane's max NaN,
+// which reaches lse through the final merge.
+template <class T> inline void online_add_vec(Vectorized<T>& m, Vectorized<T>& s, const Vectorized<T>& v) {
   using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  const V ninf(-std::numeric_limits<T>::infinity());
-  V a = ninf, b = ninf;  // two accumulators: two independent max chains
-  int64_t c = 0;
-  for (; c + 2 * W <= n; c += 2 * W) {
-    a = at::vec::maximum(a, V::loadu(x + c));
-    b = at::vec::maximum(b, V::loadu(x + c + W));
+  const V mn = at::vec::maximum(m, v);
+  if ((mn != m).zero_mask() != (1 << V::size()) - 1) {  // some lane's max moved (or is NaN)
+    s = s * fast_exp(m - mn);
+    m = mn;
   }
-  for (; c + W <= n; c += W) a = at::vec::maximum(a, V::loadu(x + c));
-  if (c < n) a = at::vec::maximum(a, V::set(ninf, V::loadu(x + c, n - c), n - c));
-  return at::vec::vec_reduce_all([](const V& p, const V& q) { return at::vec::maximum(p, q); }, at::vec::maximum(a, b));
+  s += fast_exp(v - m);
 }
 
-template <class T> T vec_sum_exp(const T* x, int64_t n, T shift) {  // sum_c exp(x_c - shift)
+// One pass over a unit-stride row, two independent sets of lanes (2 x 8 floats): the row is read once,
+// streaming, with the exps overlapping the loads.  Label smoothing adds sum w_c (x_c - ref) and sum w_c.
+template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, const T* w, int64_t classes, T ref) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
-  const V vs(shift);
-  V a(0), b(0);
-  int64_t c = 0;
-  for (; c + 2 * W <= n; c += 2 * W) {
-    a += (V::loadu(x + c) - vs).exp();
-    b += (V::loadu(x + c + W) - vs).exp();
-  }
-  for (; c + W <= n; c += W) a += (V::loadu(x + c) - vs).exp();
-  if (c < n) a += V::set(V(0), (V::loadu(x + c, n - c) - vs).exp(), n - c);
-  return at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, a + b);
-}
-
-// d += sum_c w_c (x_c - ref), wsum += sum_c w_c  (w == nullptr: w_c = 1, wsum left alone)
-template <class T> void vec_smoothing_sums(const T* x, const T* w, int64_t n, T ref, T& d, T& wsum) {
-  using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  const V vr(ref);
-  V vd(0), vw(0);
-  int64_t c = 0;
-  for (; c + W <= n; c += W) {
-    const V xv = V::loadu(x + c) - vr;
+  const V lowest(std::numeric_limits<T>::lowest()), vr(ref);
+  V m0 = lowest, m1 = lowest, s0(0), s1(0), d(0), ws(0);
+  auto smooth = [&](const V& v, int64_t c) {  // v = x[c .. c+W) - ref
     if (w) {
       const V wv = V::loadu(w + c);
-      vd += wv * xv;
-      vw += wv;
+      d += wv * v;
+      ws += wv;
     } else {
-      vd += xv;
+      d += v;
+    }
+  };
+  int64_t c = 0;
+  for (; c + 2 * W <= classes; c += 2 * W) {
+    const V a = V::loadu(x + c), b = V::loadu(x + c + W);
+    online_add_vec(m0, s0, a);
+    online_add_vec(m1, s1, b);
+    if constexpr (SMOOTH) {
+      smooth(a - vr, c);
+      smooth(b - vr, c + W);
     }
   }
-  if (c < n) {  // loadu(ptr, k) zero-fills the lanes past k: they add 0 * (0 - ref) or (0 - ref) -- so mask
-    const V xv = V::set(V(0), V::loadu(x + c, n - c) - vr, n - c);
-    if (w) {
-      const V wv = V::loadu(w + c, n - c);
-      vd += wv * xv;
-      vw += wv;
-    } else {
-      vd += xv;
+  for (; c < classes; c += W) {  // at most two more vectors, the last one partial
+    const int64_t n = std::min(W, classes - c);
+    const V raw = V::loadu(x + c, n);  // lanes past n are 0
+    online_add_vec(m0, s0, n == W ? raw : V::set(V(-std::numeric_limits<T>::infinity()), raw, n));
+    if constexpr (SMOOTH) {
+      const V xs = V::set(V(0), raw - vr, n);
+      if (w) {
+        const V wv = V::loadu(w + c, n);
+        d += wv * xs;
+        ws += wv;
+      } else {
+        d += xs;
+      }
     }
   }
-  d += at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, vd);
-  if (w) wsum += at::vec::vec_reduce_all([](const V& p, const V& q) { return p + q; }, vw);
-}
-
-template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, const T* w, int64_t classes, T ref) {
-  constexpr int64_t kBlock = kBlockBytes / sizeof(T);
+  // merge the lanes against the row max M: s = sum_lanes s_l exp(m_l - M).  Exact exp here (a few per row):
+  // a NaN or +inf max then gives a NaN sum, so lse is NaN as in PyTorch; all -inf: M = lowest, s = 0, lse = -inf.
+  auto vmax = [](const V& p, const V& q) { return at::vec::maximum(p, q); };
+  auto vsum = [](const V& p, const V& q) { return p + q; };
+  const V m = at::vec::maximum(m0, m1);
   RowStats<T> st;
-  for (int64_t c0 = 0; c0 < classes; c0 += kBlock) {
-    const int64_t n = std::min(kBlock, classes - c0);
-    const T bm = vec_max(x + c0, n);                         // the read from memory
-    if (bm != -std::numeric_limits<T>::infinity())           // an all -inf block adds nothing
-      online_merge(st.m, st.s, bm, vec_sum_exp(x + c0, n, bm));  // from L1
-    if constexpr (SMOOTH) vec_smoothing_sums(x + c0, w ? w + c0 : nullptr, n, ref, st.d, st.wsum);
+  st.m = at::vec::vec_reduce_all(vmax, m);
+  const V big_m(st.m);
+  st.s = at::vec::vec_reduce_all(vsum, s0 * (m0 - big_m).exp() + s1 * (m1 - big_m).exp());
+  if constexpr (SMOOTH) {
+    st.d = at::vec::vec_reduce_all(vsum, d);
+    st.wsum = w ? at::vec::vec_reduce_all(vsum, ws) : T(classes);
   }
-  if (!w) st.wsum = T(classes);
   return st;
 }
 
@@ -223,8 +223,10 @@ void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, T lse, 
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
   const V vl(lse), vc(g.coef), vpw(g.per_w);
+  const bool fast = std::isfinite(lse);  // then x - lse is finite or -inf (else +inf/NaN logits: exact exp)
   auto one = [&](int64_t c, int64_t n) {  // n == W: full vector
-    V d = vc * ((n == W ? V::loadu(x + c) : V::loadu(x + c, n)) - vl).exp();
+    const V z = (n == W ? V::loadu(x + c) : V::loadu(x + c, n)) - vl;
+    V d = vc * (fast ? fast_exp(z) : z.exp());
     if constexpr (SMOOTH) d = d - vpw * (w ? (n == W ? V::loadu(w + c) : V::loadu(w + c, n)) : V(1));
     if (n == W) d.store(gx + c);
     else d.store(gx + c, n);
