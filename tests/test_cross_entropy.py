@@ -83,7 +83,7 @@ def test_gradcheck(backend, loss, weighted, ignore, reduction, smoothing, shape)
 
 
 # ---------------------------------------------------------------- parity, float32
-PARITY_SHAPES = [(64, 10), (3, 423), (67, 1000), (2, 5, 7, 3), (5,), (2, 3000)]
+PARITY_SHAPES = [(64, 10), (3, 423), (67, 1000), (2, 5, 7, 3), (5,), (2, 3000), (9, 32), (9, 33)]  # 32: CPU lanes path limit
 
 
 def _check_parity(loss, backend, shape, scale, weighted, ignore, smoothing, reduction, dtype=torch.float32,

@@ -57,10 +57,10 @@ template <class T> struct InputRows {
   const T* row(int64_t r) const { return x + (inner == 1 ? r * ld_n : (r / inner) * ld_n + (r % inner) * ld_d); }
 };
 
-// ---- forward statistics of one row: (m, s) with lse = m + log s; with smoothing, d = sum_c w_c (x_c - ref)
-// and wsum = sum_c w_c.
+// ---- forward statistics of one row: (m, s) with lse = m + log s; with smoothing, d = sum_c w_c (x_c - ref).
+// (W = sum_c w_c is the same for every row: computed once per call.)
 template <class T> struct RowStats {
-  T m = -std::numeric_limits<T>::infinity(), s = 0, d = 0, wsum = 0;
+  T m = -std::numeric_limits<T>::infinity(), s = 0, d = 0;
 };
 
 // (m, s) += (m2, s2): the online merge of common.cuh, on the CPU.
@@ -93,20 +93,14 @@ template <class T> inline void online_add_vec(Vectorized<T>& m, Vectorized<T>& s
 }
 
 // One pass over a unit-stride row, two independent sets of lanes (2 x 8 floats): the row is read once,
-// streaming, with the exps overlapping the loads.  Label smoothing adds sum w_c (x_c - ref) and sum w_c.
+// streaming, with the exps overlapping the loads.  Label smoothing adds sum w_c (x_c - ref).
 template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, const T* w, int64_t classes, T ref) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
   const V lowest(std::numeric_limits<T>::lowest()), vr(ref);
-  V m0 = lowest, m1 = lowest, s0(0), s1(0), d(0), ws(0);
+  V m0 = lowest, m1 = lowest, s0(0), s1(0), d(0);
   auto smooth = [&](const V& v, int64_t c) {  // v = x[c .. c+W) - ref
-    if (w) {
-      const V wv = V::loadu(w + c);
-      d += wv * v;
-      ws += wv;
-    } else {
-      d += v;
-    }
+    d += w ? V::loadu(w + c) * v : v;
   };
   int64_t c = 0;
   for (; c + 2 * W <= classes; c += 2 * W) {
@@ -124,13 +118,7 @@ template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, con
     online_add_vec(m0, s0, n == W ? raw : V::set(V(-std::numeric_limits<T>::infinity()), raw, n));
     if constexpr (SMOOTH) {
       const V xs = V::set(V(0), raw - vr, n);
-      if (w) {
-        const V wv = V::loadu(w + c, n);
-        d += wv * xs;
-        ws += wv;
-      } else {
-        d += xs;
-      }
+      d += w ? V::loadu(w + c, n) * xs : xs;
     }
   }
   // merge the lanes against the row max M: s = sum_lanes s_l exp(m_l - M).  Exact exp here (a few per row):
@@ -142,10 +130,7 @@ template <class T, bool SMOOTH> RowStats<T> row_stats_contiguous(const T* x, con
   st.m = at::vec::vec_reduce_all(vmax, m);
   const V big_m(st.m);
   st.s = at::vec::vec_reduce_all(vsum, s0 * (m0 - big_m).exp() + s1 * (m1 - big_m).exp());
-  if constexpr (SMOOTH) {
-    st.d = at::vec::vec_reduce_all(vsum, d);
-    st.wsum = w ? at::vec::vec_reduce_all(vsum, ws) : T(classes);
-  }
+  if constexpr (SMOOTH) st.d = at::vec::vec_reduce_all(vsum, d);
   return st;
 }
 
@@ -154,13 +139,8 @@ template <class T, bool SMOOTH> RowStats<T> row_stats_strided(const T* x, int64_
   for (int64_t c = 0; c < classes; ++c) {
     const T v = x[c * ld_c];
     online_merge(st.m, st.s, v, T(1));
-    if constexpr (SMOOTH) {
-      const T wc = w ? w[c] : T(1);
-      st.d += wc * (v - ref);
-      st.wsum += wc;
-    }
+    if constexpr (SMOOTH) st.d += (w ? w[c] : T(1)) * (v - ref);
   }
-  if (!w) st.wsum = T(classes);
   return st;
 }
 
@@ -185,29 +165,95 @@ template <class T> inline void store_row_loss(int64_t r, int64_t rows, T loss, T
   }
 }
 
+template <class T> T sum_weight(const T* w, int64_t classes) {
+  double s = 0;
+  for (int64_t c = 0; c < classes; ++c) s += w[c];
+  return T(s);
+}
+
+// ---- small C: SIMD lanes across rows.  With C = 10 a row is 1.25 vectors, and per-row vector code spends its
+// time in partial vectors and horizontal reductions.  Instead a group of L = Vectorized<T>::size() rows is
+// transposed into a [C][L] buffer in L1 (scalar moves, any input strides) and every step is a full vector over
+// L rows: a max pass, an exp-sum pass, one vector log.  Only when every lane's max is finite (else a NaN or
+// +/-inf row: the per-row path); returns false then.
+constexpr int64_t kLanesMaxC = 32;
+
+template <class T>
+void load_group(const InputRows<T>& in, int64_t classes, int64_t r0, int64_t n, T* buf) {
+  constexpr int64_t L = Vectorized<T>::size();
+  for (int64_t i = 0; i < L; ++i) {
+    const T* xr = in.row(r0 + std::min(i, n - 1));  // lanes past n repeat the last row (results unused)
+    for (int64_t c = 0; c < classes; ++c) buf[c * L + i] = xr[c * in.ld_c];
+  }
+}
+
+template <class T> bool all_finite(const Vectorized<T>& v) {
+  return (v - v).zero_mask() == (1 << Vectorized<T>::size()) - 1;  // x - x is 0 exactly when x is finite
+}
+
+template <class T, bool SMOOTH>
+bool group_stats_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64_t r0, int64_t n, const T* ref,
+                       T* lse, T* d) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  alignas(64) T buf[kLanesMaxC * L];
+  load_group(in, classes, r0, n, buf);
+  V m(-std::numeric_limits<T>::infinity());
+  for (int64_t c = 0; c < classes; ++c) m = at::vec::maximum(m, V::loadu(buf + c * L));
+  if (!all_finite(m)) return false;
+  V s(0);
+  for (int64_t c = 0; c < classes; ++c) s += fast_exp(V::loadu(buf + c * L) - m);  // arguments <= 0 or -inf
+  (m + s.log()).store(lse);
+  if constexpr (SMOOTH) {
+    const V vr = V::loadu(ref);
+    V acc(0);
+    for (int64_t c = 0; c < classes; ++c) acc += V(w ? w[c] : T(1)) * (V::loadu(buf + c * L) - vr);
+    acc.store(d);
+  }
+  return true;
+}
+
 template <class T, bool SMOOTH>
 void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T eps, T* rows_out,
                                   std::vector<T>& part, T* lse) {
+  constexpr int64_t L = Vectorized<T>::size();
   const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
   const int64_t* target = p.target.data_ptr<int64_t>();
   const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
   const int64_t C = p.C;
+  const T wsum = SMOOTH && w ? sum_weight(w, C) : T(C);  // W = sum_c w_c
   at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T* xr = in.row(r);
-      const RowTarget<T> tg = read_target("cross_entropy", target, r, w, C, ignore_index);
-      const T xt = tg.t >= 0 ? xr[tg.t * p.ld_c] : T(0);
-      const T ref = std::isfinite(xt) ? xt : T(0);  // shift of the smoothing sum (kernels/cuda/cross_entropy.cuh)
-      const RowStats<T> st = p.ld_c == 1 ? row_stats_contiguous<T, SMOOTH>(xr, w, C, ref)
-                                         : row_stats_strided<T, SMOOTH>(xr, p.ld_c, w, C, ref);
-      const T l = st.m + std::log(st.s);
-      lse[r] = l;
-      T loss = 0;
-      if (tg.t >= 0) {
-        loss = (T(1) - eps) * tg.w * (l - xt);
-        if constexpr (SMOOTH) loss += eps / T(C) * ((l - ref) * st.wsum - st.d);
+    for (int64_t r0 = begin; r0 < end; r0 += L) {  // groups of L rows
+      const int64_t n = std::min(L, end - r0);
+      RowTarget<T> tg[L];
+      alignas(64) T xt[L], ref[L], l[L], d[L];
+      for (int64_t i = 0; i < L; ++i) {
+        if (i < n) {
+          tg[i] = read_target("cross_entropy", target, r0 + i, w, C, ignore_index);
+          xt[i] = tg[i].t >= 0 ? in.row(r0 + i)[tg[i].t * p.ld_c] : T(0);
+        } else {
+          xt[i] = 0;
+        }
+        ref[i] = std::isfinite(xt[i]) ? xt[i] : T(0);  // shift of the smoothing sum (cross_entropy.cuh)
       }
-      store_row_loss(r, p.rows, loss, tg.w, rows_out, part);
+      if (C > kLanesMaxC || !group_stats_lanes<T, SMOOTH>(in, C, w, r0, n, ref, l, d)) {
+        for (int64_t i = 0; i < n; ++i) {
+          const T* xr = in.row(r0 + i);
+          const RowStats<T> st = p.ld_c == 1 ? row_stats_contiguous<T, SMOOTH>(xr, w, C, ref[i])
+                                             : row_stats_strided<T, SMOOTH>(xr, p.ld_c, w, C, ref[i]);
+          l[i] = st.m + std::log(st.s);
+          d[i] = st.d;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        lse[r0 + i] = l[i];
+        T loss = 0;
+        if (tg[i].t >= 0) {
+          loss = (T(1) - eps) * tg[i].w * (l[i] - xt[i]);
+          if constexpr (SMOOTH) loss += eps / T(C) * ((l[i] - ref[i]) * wsum - d[i]);
+        }
+        store_row_loss(r0 + i, p.rows, loss, tg[i].w, rows_out, part);
+      }
     }
   });
 }
@@ -252,30 +298,66 @@ void row_grad_strided(const T* x, int64_t ld_c, const T* w, T* gx, int64_t gld_c
   }
 }
 
-template <class T> T sum_weight(const T* w, int64_t classes) {
-  double s = 0;
-  for (int64_t c = 0; c < classes; ++c) s += w[c];
-  return T(s);
+// Small C, lanes across rows (see group_stats_lanes): dx for L rows per vector step, written back through the
+// [C][L] buffer.  Needs every lane's lse finite (else false: the per-row path).
+template <class T, bool SMOOTH>
+bool group_grad_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64_t r0, int64_t n, const T* lse,
+                      const RowGrad<T>* rg, T* gx, const InputRows<T>& out) {
+  using V = Vectorized<T>;
+  constexpr int64_t L = V::size();
+  const V vl = V::loadu(lse);
+  if (!all_finite(vl)) return false;
+  alignas(64) T buf[kLanesMaxC * L], coef[L], at_t[L], per_w[L], t[L];
+  for (int64_t i = 0; i < L; ++i) {
+    const RowGrad<T>& g = rg[std::min(i, n - 1)];
+    coef[i] = g.coef;
+    at_t[i] = g.at_t;
+    per_w[i] = g.per_w;
+    t[i] = T(g.t);  // a class index < 32: exact in any float type; -1 when ignored
+  }
+  load_group(in, classes, r0, n, buf);
+  const V vc = V::loadu(coef), vat = V::loadu(at_t), vpw = V::loadu(per_w), vt = V::loadu(t);
+  for (int64_t c = 0; c < classes; ++c) {
+    V d = vc * fast_exp(V::loadu(buf + c * L) - vl) - V::blendv(V(0), vat, vt == V(T(c)));
+    if constexpr (SMOOTH) d = d - vpw * V(w ? w[c] : T(1));
+    d.store(buf + c * L);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    T* gxr = gx + (out.row(r0 + i) - out.x);
+    for (int64_t c = 0; c < classes; ++c) gxr[c * out.ld_c] = buf[c * L + i];
+  }
+  return true;
 }
 
 template <class T, bool SMOOTH>
 void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t ld_grad, T inv_total,
                                    int64_t ignore_index, T eps, const T* lse, T* gx) {
+  constexpr int64_t L = Vectorized<T>::size();
   const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
+  const InputRows<T> out{gx, p.D, p.C * p.D, 1, p.D};  // gx: contiguous [N, C, D]
   const int64_t* target = p.target.data_ptr<int64_t>();
   const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
   const int64_t C = p.C;
   const T wsum = SMOOTH && w ? sum_weight(w, C) : T(C);  // W = sum_c w_c
   at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const RowTarget<T> tg = read_target("cross_entropy_backward", target, r, w, C, ignore_index);
-      // an ignored row gets exactly 0, even when the mean's total weight is 0 (inv_total = inf)
-      const T g = tg.t >= 0 ? grad[r * ld_grad] * inv_total : T(0);
-      const T a = (T(1) - eps) * tg.w, b = eps / T(C);
-      const RowGrad<T> rg{g * (a + b * wsum), g * a, g * b, tg.t};
-      T* gxr = gx + (p.D == 1 ? r * C : (r / p.D) * C * p.D + r % p.D);  // gx: contiguous [N, C, D]
-      if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r), w, gxr, C, lse[r], rg);
-      else row_grad_strided<T, SMOOTH>(in.row(r), p.ld_c, w, gxr, p.D, C, lse[r], rg);
+    for (int64_t r0 = begin; r0 < end; r0 += L) {  // groups of L rows
+      const int64_t n = std::min(L, end - r0);
+      RowGrad<T> rg[L];
+      for (int64_t i = 0; i < n; ++i) {
+        const RowTarget<T> tg = read_target("cross_entropy_backward", target, r0 + i, w, C, ignore_index);
+        // an ignored row gets exactly 0, even when the mean's total weight is 0 (inv_total = inf)
+        const T g = tg.t >= 0 ? grad[(r0 + i) * ld_grad] * inv_total : T(0);
+        const T a = (T(1) - eps) * tg.w, b = eps / T(C);
+        rg[i] = {g * (a + b * wsum), g * a, g * b, tg.t};
+      }
+      alignas(64) T l[L];
+      for (int64_t i = 0; i < L; ++i) l[i] = lse[r0 + std::min(i, n - 1)];
+      if (C <= kLanesMaxC && group_grad_lanes<T, SMOOTH>(in, C, w, r0, n, l, rg, gx, out)) continue;
+      for (int64_t i = 0; i < n; ++i) {
+        T* gxr = gx + (out.row(r0 + i) - out.x);
+        if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r0 + i), w, gxr, C, l[i], rg[i]);
+        else row_grad_strided<T, SMOOTH>(in.row(r0 + i), p.ld_c, w, gxr, p.D, C, l[i], rg[i]);
+      }
     }
   });
 }
