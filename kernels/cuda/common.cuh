@@ -92,6 +92,37 @@ inline unsigned next_pow2(uint64_t v) {
   return p;
 }
 
+// ---- the plan of the row-reduction kernels (softmax.cuh, cross_entropy.cuh): who owns a row of `cols` elements.
+//   warp per row   cols <= 1024: block (32, 4), warp threadIdx.y owns one row, 4 rows per block
+//   block per row  cols > 1024: 128..1024 threads (about 8 vector accesses per thread per pass)
+// Grids are grid-stride beyond 2^20 blocks.  vec: elements per access, 16 / elem_size when `vec_ok`, else 1.
+enum class RowVariant : int { WarpPerRow = 0, BlockPerRow = 1 };
+constexpr int64_t kRowWarpMaxCols = 1024;  // longest row a single warp handles
+constexpr unsigned kRowsPerWarpBlock = 4;  // warps (rows) per block in the warp variant
+constexpr int64_t kMaxGrid = 1 << 20;      // grid-stride beyond this many blocks
+
+struct RowPlan {
+  RowVariant variant;
+  int vec;  // elements per access: 1 or 16 / elem_size
+  LaunchConfig cfg;
+};
+
+inline RowPlan row_plan(int64_t rows, int64_t cols, int elem_size, bool vec_ok) {
+  RowPlan p{};
+  p.vec = vec_ok ? 16 / elem_size : 1;
+  if (cols <= kRowWarpMaxCols) {
+    p.variant = RowVariant::WarpPerRow;
+    p.cfg.block = dim3(32, kRowsPerWarpBlock);
+    p.cfg.grid = dim3(unsigned(std::min<int64_t>(ceil_div(rows, kRowsPerWarpBlock), kMaxGrid)));
+  } else {
+    p.variant = RowVariant::BlockPerRow;
+    const unsigned t = next_pow2(uint64_t(ceil_div(cols, int64_t(p.vec) * 8)));
+    p.cfg.block = dim3(std::min(1024u, std::max(128u, t)));
+    p.cfg.grid = dim3(unsigned(std::min<int64_t>(rows, kMaxGrid)));
+  }
+  return p;
+}
+
 // Accumulation type: fp16/bf16 are storage only; float accumulates in float, double in double.
 template <class T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };

@@ -63,36 +63,15 @@ template <class T> struct LossOutput {
   bool mean = false;
 };
 
-enum class CrossEntropyVariant : int { WarpPerRow = 0, BlockPerRow = 1 };
-constexpr int64_t kCrossEntropyWarpMaxCols = 1024;  // longest row one warp owns
-constexpr unsigned kCrossEntropyRowsPerBlock = 4;   // warps (rows) per block in the warp variant
 constexpr unsigned kLossFlatThreads = 256;  // block of the flat nll kernels
-constexpr int64_t kLossMaxGrid = 1 << 20;   // grid-stride beyond this many blocks
 
-struct CrossEntropyPlan {
-  CrossEntropyVariant variant;
-  int vec;  // elements per access: 1 or 16 / sizeof(T)
-  LaunchConfig cfg;
-};
-
-// The one place that picks the cross-entropy variant, vector width, grid and block (real launch,
-// emulated launch and tests).  `vec_ok`: unit class stride, aligned pointers, C and row strides
-// multiples of 16 / elem_size.
+// Variant, vector width, grid and block of the cross-entropy row kernels: the row-reduction plan of
+// common.cuh (row_plan, as softmax.cuh) -- one function for the real launch, the emulated launch and the
+// tests.  `vec_ok`: unit class stride, aligned pointers, C and row strides multiples of 16 / elem_size.
+using CrossEntropyVariant = RowVariant;
+using CrossEntropyPlan = RowPlan;
 inline CrossEntropyPlan cross_entropy_plan(int64_t rows, int64_t classes, int elem_size, bool vec_ok) {
-  CrossEntropyPlan p{};
-  p.vec = vec_ok ? 16 / elem_size : 1;
-  if (classes <= kCrossEntropyWarpMaxCols) {
-    p.variant = CrossEntropyVariant::WarpPerRow;
-    p.cfg.block = dim3(32, kCrossEntropyRowsPerBlock);
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(ceil_div(rows, kCrossEntropyRowsPerBlock), kLossMaxGrid)));
-  } else {
-    p.variant = CrossEntropyVariant::BlockPerRow;
-    // about 8 vector accesses per thread per row, 128..1024 threads
-    const unsigned t = next_pow2(uint64_t(ceil_div(classes, int64_t(p.vec) * 8)));
-    p.cfg.block = dim3(std::min(1024u, std::max(128u, t)));
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(rows, kLossMaxGrid)));
-  }
-  return p;
+  return row_plan(rows, classes, elem_size, vec_ok);
 }
 
 // Raw-pointer entry points called by the glue (csrc/cuda/cross_entropy.cpp).  Return nullptr on
@@ -425,7 +404,7 @@ inline LaunchConfig reduce_config(int64_t rows) {
 inline LaunchConfig flat_config(int64_t n) {
   LaunchConfig cfg;
   cfg.block = dim3(kLossFlatThreads);
-  cfg.grid = dim3(unsigned(std::min<int64_t>(std::max<int64_t>(ceil_div(n, kLossFlatThreads), 1), kLossMaxGrid)));
+  cfg.grid = dim3(unsigned(std::min<int64_t>(std::max<int64_t>(ceil_div(n, kLossFlatThreads), 1), kMaxGrid)));
   return cfg;
 }
 

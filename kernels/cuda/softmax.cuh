@@ -27,35 +27,14 @@
 
 namespace pyops::cuda {
 
-enum class SoftmaxVariant : int { WarpPerRow = 0, BlockPerRow = 1 };
-constexpr int64_t kSoftmaxWarpMaxCols = 1024;  // longest row a single warp handles
-constexpr unsigned kSoftmaxRowsPerBlock = 4;   // warps (rows) per block in the warp variant
-constexpr int64_t kSoftmaxMaxGrid = 1 << 20;   // grid-stride beyond this many blocks
-
-struct SoftmaxPlan {
-  SoftmaxVariant variant;
-  int vec;  // elements per access: 1 or 16 / sizeof(T)
-  LaunchConfig cfg;
-};
-
-// The one place that chooses variant, vector width, grid and block -- for the real launch, the
-// emulated launch and the tests alike.  `vec_ok`: all pointers 16-byte aligned and cols and every
-// row stride a multiple of 16 / elem_size.
+// Variant, vector width, grid and block: the row-reduction plan of common.cuh (row_plan), which
+// cross_entropy.cuh uses too.  The one place that chooses -- for the real launch, the emulated launch
+// and the tests alike.  `vec_ok`: all pointers 16-byte aligned and cols and every row stride a
+// multiple of 16 / elem_size.
+using SoftmaxVariant = RowVariant;
+using SoftmaxPlan = RowPlan;
 inline SoftmaxPlan softmax_plan(int64_t rows, int64_t cols, int elem_size, bool vec_ok) {
-  SoftmaxPlan p{};
-  p.vec = vec_ok ? 16 / elem_size : 1;
-  if (cols <= kSoftmaxWarpMaxCols) {
-    p.variant = SoftmaxVariant::WarpPerRow;
-    p.cfg.block = dim3(32, kSoftmaxRowsPerBlock);
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(ceil_div(rows, kSoftmaxRowsPerBlock), kSoftmaxMaxGrid)));
-  } else {
-    p.variant = SoftmaxVariant::BlockPerRow;
-    // about 8 vector accesses per thread per pass, 128..1024 threads
-    unsigned t = next_pow2(uint64_t(ceil_div(cols, int64_t(p.vec) * 8)));
-    p.cfg.block = dim3(std::min(1024u, std::max(128u, t)));
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(rows, kSoftmaxMaxGrid)));
-  }
-  return p;
+  return row_plan(rows, cols, elem_size, vec_ok);
 }
 
 // Raw-pointer entry points called by the glue (csrc/cuda/softmax.cpp).  ld* are row strides in
