@@ -169,4 +169,22 @@ inline at::Tensor loss_grad_input(const at::Tensor& input) {
   return gx;
 }
 
+// What every backward op starts with: the checked problem, grad_loss as rows (loss_grad_rows) and the gradient.
+struct LossBackward {
+  LossProblem p;
+  at::Tensor grad;      // [rows] with stride ld_grad (none) or [] (ld_grad 0)
+  int64_t ld_grad = 0;
+  at::Tensor grad_input;
+};
+
+inline LossBackward loss_backward_setup(const char* op, const at::Tensor& grad_loss, const at::Tensor& input,
+                                        const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                                        const at::Tensor& total_weight, int64_t reduction, bool allow_half) {
+  LossBackward b;
+  b.p = loss_problem(op, input, target, weight, reduction, allow_half);
+  b.grad = loss_grad_rows(op, b.p, grad_loss, total_weight, reduction, b.ld_grad);
+  b.grad_input = loss_grad_input(input);
+  return b;
+}
+
 }  // namespace pyops

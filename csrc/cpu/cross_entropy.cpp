@@ -213,15 +213,27 @@ bool group_stats_lanes(const InputRows<T>& in, int64_t classes, const T* w, int6
   return true;
 }
 
+// What the cross-entropy kernels read besides the logits' values.
+template <class T> struct LossInputs {
+  InputRows<T> in;
+  const int64_t* target;
+  const T* w;  // nullptr: no weight
+  int64_t C;
+  T wsum;      // W = sum_c w_c (C without a weight), the same for every row
+  LossInputs(const LossProblem& p, bool smooth)
+      : in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c},
+        target(p.target.data_ptr<int64_t>()),
+        w(p.weight.defined() ? p.weight.data_ptr<T>() : nullptr),
+        C(p.C),
+        wsum(smooth && w ? sum_weight(w, C) : T(C)) {}
+};
+
 template <class T, bool SMOOTH>
 void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T eps, T* rows_out,
                                   std::vector<T>& part, T* lse) {
   constexpr int64_t L = Vectorized<T>::size();
-  const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
-  const int64_t* target = p.target.data_ptr<int64_t>();
-  const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
-  const int64_t C = p.C;
-  const T wsum = SMOOTH && w ? sum_weight(w, C) : T(C);  // W = sum_c w_c
+  const LossInputs<T> li(p, SMOOTH);
+  const auto& [in, target, w, C, wsum] = li;
   at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
     for (int64_t r0 = begin; r0 < end; r0 += L) {  // groups of L rows
       const int64_t n = std::min(L, end - r0);
@@ -333,12 +345,9 @@ template <class T, bool SMOOTH>
 void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t ld_grad, T inv_total,
                                    int64_t ignore_index, T eps, const T* lse, T* gx) {
   constexpr int64_t L = Vectorized<T>::size();
-  const InputRows<T> in{p.input.data_ptr<T>(), p.D, p.ld_n, p.ld_d, p.ld_c};
+  const LossInputs<T> li(p, SMOOTH);
+  const auto& [in, target, w, C, wsum] = li;
   const InputRows<T> out{gx, p.D, p.C * p.D, 1, p.D};  // gx: contiguous [N, C, D]
-  const int64_t* target = p.target.data_ptr<int64_t>();
-  const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
-  const int64_t C = p.C;
-  const T wsum = SMOOTH && w ? sum_weight(w, C) : T(C);  // W = sum_c w_c
   at::parallel_for(0, p.rows, loss_row_grain(C), [&](int64_t begin, int64_t end) {
     for (int64_t r0 = begin; r0 < end; r0 += L) {  // groups of L rows
       const int64_t n = std::min(L, end - r0);
@@ -395,19 +404,16 @@ at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& inpu
                              const at::Tensor& total_weight, int64_t reduction, int64_t ignore_index,
                              double label_smoothing) {
   const char* op = "cross_entropy_backward";
-  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
   check_label_smoothing(op, label_smoothing);
-  check_lse(op, p, lse);
-  int64_t ld_grad = 0;
-  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
-  at::Tensor gx = loss_grad_input(input);
+  const LossBackward b = loss_backward_setup(op, grad_loss, input, target, weight, total_weight, reduction, false);
+  check_lse(op, b.p, lse);
   dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     auto run = label_smoothing != 0.0 ? cross_entropy_backward_kernel<T, true> : cross_entropy_backward_kernel<T, false>;
-    run(p, g.data_ptr<T>(), ld_grad, inverse_total_weight<T>(total_weight, reduction), ignore_index,
-        T(label_smoothing), lse.data_ptr<T>(), gx.data_ptr<T>());
+    run(b.p, b.grad.data_ptr<T>(), b.ld_grad, inverse_total_weight<T>(total_weight, reduction), ignore_index,
+        T(label_smoothing), lse.data_ptr<T>(), b.grad_input.data_ptr<T>());
   });
-  return gx;
+  return b.grad_input;
 }
 
 // ---- nll_loss: the forward gathers one value per row; the backward writes -g w_t at the target, 0 elsewhere
@@ -439,17 +445,16 @@ at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, co
                         const std::optional<at::Tensor>& weight, const at::Tensor& total_weight, int64_t reduction,
                         int64_t ignore_index) {
   const char* op = "nll_loss_backward";
-  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/false);
-  int64_t ld_grad = 0;
-  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
-  at::Tensor gx = loss_grad_input(input);
+  const LossBackward b = loss_backward_setup(op, grad_loss, input, target, weight, total_weight, reduction, false);
+  const LossProblem& p = b.p;
+  const int64_t ld_grad = b.ld_grad;
   dispatch_cpu_float(input.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    const T* grad = g.data_ptr<T>();
+    const T* grad = b.grad.data_ptr<T>();
     const T inv_total = inverse_total_weight<T>(total_weight, reduction);
     const int64_t* tgt = p.target.data_ptr<int64_t>();
     const T* w = p.weight.defined() ? p.weight.data_ptr<T>() : nullptr;
-    T* out = gx.data_ptr<T>();
+    T* out = b.grad_input.data_ptr<T>();
     const int64_t CD = p.C * p.D;
     at::parallel_for(0, p.N, loss_row_grain(CD), [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) {  // sample n: the block [C, D] of gx
@@ -463,7 +468,7 @@ at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, co
       }
     });
   });
-  return gx;
+  return b.grad_input;
 }
 
 }  // namespace

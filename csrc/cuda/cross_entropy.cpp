@@ -62,22 +62,21 @@ at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& inpu
                              double label_smoothing) {
   const char* op = "cross_entropy_backward";
   check_device(input, op, "input");
-  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/true);
   check_label_smoothing(op, label_smoothing);
-  check_lse(op, p, lse);
-  int64_t ld_grad = 0;
-  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
   DeviceGuard guard(input);
-  at::Tensor gx = loss_grad_input(input);
+  const LossBackward b = loss_backward_setup(op, grad_loss, input, target, weight, total_weight, reduction, true);
+  const LossProblem& p = b.p;
+  check_lse(op, p, lse);
   dispatch_float(input.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    check_launch(cross_entropy_backward<T>(ptr<const T>(g), ld_grad, mean_total_weight<T>(total_weight, reduction),
-                                           ptr<const T>(p.input), input_rows(p), p.target.data_ptr<int64_t>(),
-                                           weight_ptr<T>(p), ignore_index, label_smoothing, ptr<const acc_t<T>>(lse),
-                                           ptr<T>(gx), contiguous_rows(p), current_stream(input)),
+    check_launch(cross_entropy_backward<T>(ptr<const T>(b.grad), b.ld_grad,
+                                           mean_total_weight<T>(total_weight, reduction), ptr<const T>(p.input),
+                                           input_rows(p), p.target.data_ptr<int64_t>(), weight_ptr<T>(p),
+                                           ignore_index, label_smoothing, ptr<const acc_t<T>>(lse),
+                                           ptr<T>(b.grad_input), contiguous_rows(p), current_stream(input)),
                  op);
   });
-  return gx;
+  return b.grad_input;
 }
 
 std::tuple<at::Tensor, at::Tensor> nll_loss_fwd(const at::Tensor& input, const at::Tensor& target,
@@ -103,19 +102,17 @@ at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, co
                         int64_t ignore_index) {
   const char* op = "nll_loss_backward";
   check_device(input, op, "input");
-  const LossProblem p = loss_problem(op, input, target, weight, reduction, /*allow_half=*/true);
-  int64_t ld_grad = 0;
-  const at::Tensor g = loss_grad_rows(op, p, grad_loss, total_weight, reduction, ld_grad);
   DeviceGuard guard(input);
-  at::Tensor gx = loss_grad_input(input);
+  const LossBackward b = loss_backward_setup(op, grad_loss, input, target, weight, total_weight, reduction, true);
+  const LossProblem& p = b.p;
   dispatch_float(input.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    check_launch(nll_loss_backward<T>(ptr<const T>(g), ld_grad, mean_total_weight<T>(total_weight, reduction),
-                                      p.target.data_ptr<int64_t>(), weight_ptr<T>(p), ignore_index, ptr<T>(gx), p.rows,
-                                      p.C, p.D, current_stream(input)),
+    check_launch(nll_loss_backward<T>(ptr<const T>(b.grad), b.ld_grad, mean_total_weight<T>(total_weight, reduction),
+                                      p.target.data_ptr<int64_t>(), weight_ptr<T>(p), ignore_index,
+                                      ptr<T>(b.grad_input), p.rows, p.C, p.D, current_stream(input)),
                  op);
   });
-  return gx;
+  return b.grad_input;
 }
 
 }  // namespace
