@@ -15,6 +15,10 @@ from pyops import _ops
 from pyops.kernels import LAUNCHES as TRITON_LAUNCHES
 from pyops.nn_losses import CrossEntropyLoss, NLLLoss
 
+# The Triton interpreter evaluates masked-off lanes too (exp of -inf - -inf, 0 / 0 of an empty mean) and numpy
+# warns about them; the results of those lanes are never stored.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:triton.runtime.interpreter")
+
 NAMESPACES = {"cpu": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
 OPS = ["nll_loss_fwd", "nll_loss_bwd", "cross_entropy_fwd", "cross_entropy_bwd"]
 REDUCTIONS = ["mean", "sum", "none"]
@@ -558,7 +562,8 @@ def test_modules_match_torch(backend):
         xin = F.log_softmax(x, 1) if isinstance(stock, torch.nn.NLLLoss) else x
         assert_close(ours_mod(xin, t), stock(xin, t))
     assert "backend='cpu'" in repr(CrossEntropyLoss(backend="cpu"))
-    assert NLLLoss(size_average=False).reduction == "sum"  # the deprecated arguments, handled by torch
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        assert NLLLoss(size_average=False).reduction == "sum"  # the deprecated arguments, handled by torch
 
 
 # ---------------------------------------------------------------- real GPU
