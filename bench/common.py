@@ -55,6 +55,36 @@ def timeit(fn: Callable[[], object], device: torch.device, min_time: float = 0.2
     return statistics.median(times)
 
 
+def timeit_interleaved(fns: dict, device: torch.device, min_time: float = 0.2, warmup: int = 3,
+                       min_runs: int = 10, max_runs: int = 10000) -> dict:
+    """Median seconds per call of each fn in ``fns`` (name -> fn), measured round-robin -- one call of
+    each per round -- so that every contender sees the same machine load (fairer than timing them
+    one after another on a shared machine).  CUDA events on a GPU."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start_all = time.perf_counter()
+    rounds = 0
+    while (rounds < min_runs or time.perf_counter() - start_all < min_time * len(fns)) and rounds < max_runs:
+        for k, fn in fns.items():
+            if device.type == "cuda":
+                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                a.record()
+                fn()
+                b.record()
+                b.synchronize()
+                times[k].append(a.elapsed_time(b) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        rounds += 1
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def copy_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
     """Bytes/s of a large tensor copy (read + write counted), the machine's practical bandwidth."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()

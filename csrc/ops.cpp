@@ -27,6 +27,13 @@ PYOPS_LIBRARY(m) {
   m.def("log_softmax_fwd(Tensor input, int dim) -> Tensor");
   m.def("softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
   m.def("log_softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
+  // Adam/AdamW: one step for every param of one (device, dtype), in place (csrc/adam.h).  state_steps
+  // advance by one (on the host when capturable=False, in the kernel when True); counters: capturable
+  // only, one int32 zero per param on the params' device; lr_tensor, when given, replaces lr.
+  m.def("adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
+        "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, Tensor? lr_tensor, Tensor(f!)? counters, float lr, "
+        "float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, "
+        "bool decoupled_weight_decay, bool capturable) -> ()");
 
   // nll_loss / cross_entropy: input (C), (N, C) or (N, C, d1, ...); int64 target (), (N) or (N, d1, ...);
   // reduction 0 none, 1 mean, 2 sum; lse and total_weight are what the backward needs (csrc/cross_entropy.h)

@@ -134,3 +134,37 @@ def softmax_backward(g: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, log: bo
     count_launch(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
     kernel[(rows,)](g, g.stride(0), y, y.stride(0), gx, gx.stride(0), cols, LOG=log, ACC=_acc(y.dtype),
                     BLOCK=block, num_warps=_num_warps(block))
+
+
+def aot_variants():
+    """Ahead-of-time compile targets for the Triton audit (tests/test_triton_aot.py, no GPU needed).
+
+    Every kernel, every dtype, with the BLOCK and num_warps that launch_plan() / _num_warps() pick for
+    representative row lengths (single-block rows of 1 .. 4096 columns, looped rows beyond).  Triton's
+    JIT specializes each call on its arguments: pointers that are 16-byte aligned and integers that are
+    multiples of 16 are compiled as such ("divisible_by_16"), which contiguous rows of a multiple of 16
+    columns give.  Only those specializations can use 128-bit loads (expect_vector_loads); the others
+    are compiled without the hint, as the JIT compiles them for odd lengths.
+    """
+    dtypes = {"fp32": tl.float32, "fp64": tl.float64, "fp16": tl.float32, "bf16": tl.float32}  # storage -> ACC
+    for i, cols in enumerate((1, 1000, 2048, 4096, 5000, 8192)):
+        looped, block = launch_plan(cols)
+        aligned = cols % 16 == 0
+        for dtype, acc in dtypes.items():
+            for kernel in ((softmax_fwd_looped_kernel, softmax_bwd_looped_kernel) if looped
+                           else (softmax_fwd_kernel, softmax_bwd_kernel)):
+                signature = {n: f"*{dtype}" if n.endswith("_ptr") else "constexpr" if n.isupper() else "i32"
+                             for n in kernel.arg_names}
+                yield {
+                    "kernel": kernel,
+                    "signature": signature,
+                    "constexprs": {"LOG": i % 2 == 1, "ACC": acc, "BLOCK": block},
+                    "num_warps": _num_warps(block),
+                    "divisible_by_16": [n for n, t in signature.items() if t != "constexpr"] if aligned else [],
+                    "expect_vector_loads": aligned,
+                }
+    # a row stride of 2^31 elements or more is passed as a 64-bit integer
+    signature = {n: "*fp32" if n.endswith("_ptr") else "constexpr" if n.isupper() else
+                 "i64" if n.startswith("ld") else "i32" for n in softmax_fwd_kernel.arg_names}
+    yield {"kernel": softmax_fwd_kernel, "signature": signature,
+           "constexprs": {"LOG": False, "ACC": tl.float32, "BLOCK": 1024}, "num_warps": 4, "expect_vector_loads": False}

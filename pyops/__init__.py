@@ -9,6 +9,7 @@ the emulator) or ``torch`` (stock PyTorch).  Choose per call, per block with
 from ._backend import BACKENDS, BackendError, current_backend, use_backend
 from ._ops import available_backends
 from .softmax import log_softmax, softmax
+from . import optim  # noqa: E402  (pyops.optim.Adam, pyops.optim.AdamW)
 from .cross_entropy import cross_entropy, nll_loss
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "available_backends",
     "current_backend",
     "log_softmax",
+    "optim",
     "softmax",
     "use_backend",
     "cross_entropy",

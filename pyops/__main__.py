@@ -1,6 +1,8 @@
 """Command line: ``python -m pyops <command>``.
 
   info     versions, compiled CUDA architectures, which backends run here, Triton interpreter state
+  train    train the seed MLP on mnist or fashion-mnist (also under torchrun with --ddp), or fit y = x^3 (cubic)
+  bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
 """
 from __future__ import annotations
 
@@ -22,19 +24,73 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    if args.dataset == "cubic":
+        from .pipeline import cubic
+
+        return cubic.run(args)
+    from .pipeline import train
+
+    return train.run(args)
+
+
+def cmd_bench(args) -> int:
+    from .pipeline import bench
+
+    return bench.run(args)
+
+
+def _data_arguments(p) -> None:
+    p.add_argument("--data-dir", default=None, help="folder with the four IDX files (gzip or raw), looked at first")
+    p.add_argument("--no-download", action="store_true", help="never download (use local copies only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .pipeline import bench, train
+
     p = argparse.ArgumentParser(prog="python -m pyops", description="pyops: hand-written CUDA and Triton kernels "
                                 "for training a small MLP, as drop-ins for PyTorch ops.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="versions, compiled CUDA architectures, backends that run here")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(func=cmd_info)
+
+    tr = sub.add_parser("train", help="train the seed MLP (mnist, fashion-mnist) or fit y = x^3 (cubic)",
+                        description="Train the seed MLP on mnist or fashion-mnist and print, per epoch, the training "
+                        "loss, test loss and test accuracy; or fit y = x^3 (cubic) and save its plots.")
+    tr.add_argument("dataset", choices=("mnist", "fashion-mnist", "cubic"))
+    train.add_arguments(tr)
+    _data_arguments(tr)
+    tr.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default 2; under --ddp: CPUs / processes per process)")
+    tr.add_argument("--points", type=int, default=1024, help="cubic: number of training points (default 1024)")
+    tr.add_argument("--out", default=None, help="folder for train.json and losses.png (cubic: its plots; default "
+                    "results/cubic)")
+    tr.set_defaults(func=cmd_train)
+
+    be = sub.add_parser("bench", help="time the seed MLP's training step: stock eager, fused Adam, compile, pyops",
+                        description="Time the seed MLP's training step through stock eager (default Adam), stock "
+                        "eager (Adam fused=True), torch.compile and pyops, on the same batches; write results.json, "
+                        "results.md and plots to --out.")
+    be.add_argument("dataset", choices=("mnist", "fashion-mnist", "synthetic", "auto"),
+                    help="auto: the first of mnist, fashion-mnist with a local copy, else synthetic (no download)")
+    bench.add_arguments(be)
+    _data_arguments(be)
+    be.add_argument("--out", default=None, help="output folder (default results/bench-<dataset>), replaced atomically")
+    be.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .data import DataError
+    from .pipeline.models import PyopsNotReady
+
+    try:
+        return args.func(args)
+    except (PyopsNotReady, DataError) as e:  # expected failures: the message says what to do, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

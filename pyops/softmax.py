@@ -104,18 +104,18 @@ for _op in (_triton_softmax_bwd, _triton_log_softmax_bwd):
 
 # ---------------------------------------------------------------- autograd
 class _SoftmaxFunction(torch.autograd.Function):
-    """y = (log_)softmax(x) along dim; backward needs only y (see kernels/cuda/softmax.cuh)."""
+    """y = (log_)softmax(x) along dim; backward needs only y (see kernels/cuda/softmax.cuh).
+
+    forward(ctx, ...) rather than forward + setup_context: the latter makes every apply() bind its
+    arguments with inspect.signature, which costs more than the kernel at MNIST sizes."""
 
     @staticmethod
-    def forward(x, dim, log, backend):
+    def forward(ctx, x, dim, log, backend):
         ns = _ops.ops(backend)
-        return (ns.log_softmax_fwd if log else ns.softmax_fwd)(x, dim)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, dim, log, backend = inputs
-        ctx.save_for_backward(output)
+        y = (ns.log_softmax_fwd if log else ns.softmax_fwd)(x, dim)
+        ctx.save_for_backward(y)
         ctx.dim, ctx.log, ctx.backend = dim, log, backend
+        return y
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -4,4 +4,5 @@
 // csrc/sim/kernels.cpp compiles this same file with g++ and the CUDA-on-CPU emulator.
 #define PYOPS_INSTANTIATE
 #include "kernels/cuda/softmax.cuh"
+#include "kernels/cuda/adam.cuh"
 #include "kernels/cuda/cross_entropy.cuh"

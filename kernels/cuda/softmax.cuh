@@ -143,8 +143,11 @@ softmax_bwd_warp_kernel(const T* __restrict__ grad_y, int64_t ldg,  // [rows, co
 }
 
 // ---- block per row
+// __launch_bounds__(1024, 1): with the thread count alone, ptxas for sm_90 budgets registers for two
+// blocks per SM (32 per thread) and spills the double variants (24-32 bytes, `nvcc -Xptxas -v`); one
+// 1024-thread block per SM allows 64 per thread, and no variant spills (tests/test_build.py audits this).
 template <class T, int VEC, bool LOG>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(1024, 1)
 softmax_fwd_block_kernel(const T* __restrict__ x, int64_t ldx,  // [rows, cols]
                          T* __restrict__ y, int64_t ldy,        // [rows, cols]
                          int64_t rows, int64_t cols) {
@@ -161,7 +164,7 @@ softmax_fwd_block_kernel(const T* __restrict__ x, int64_t ldx,  // [rows, cols]
 }
 
 template <class T, int VEC, bool LOG>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(1024, 1)
 softmax_bwd_block_kernel(const T* __restrict__ grad_y, int64_t ldg,  // [rows, cols]
                          const T* __restrict__ y, int64_t ldy,       // [rows, cols]
                          T* __restrict__ grad_x, int64_t ldgx,       // [rows, cols]

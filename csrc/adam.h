@@ -1,0 +1,135 @@
+// adam.h -- the backend-independent half of adam_step (one Adam/AdamW step over lists of tensors):
+// the argument checks every backend repeats (csrc/cpu/adam.cpp, csrc/cuda/adam.cpp), and the host
+// side of `step` for the non-capturable mode.  The update math is in kernels/cuda/adam.cuh.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <vector>
+
+#include "csrc/common.h"
+
+namespace pyops {
+
+constexpr const char* kAdamOp = "adam_step";
+
+// The arguments of one adam_step call (schema in csrc/ops.cpp).
+struct AdamArgs {
+  at::TensorList params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
+  const std::optional<at::Tensor>& lr_tensor;
+  const std::optional<at::Tensor>& counters;
+  double lr, beta1, beta2, weight_decay, eps;
+  bool amsgrad, maximize, decoupled, capturable;
+};
+
+// exp_avg & co. of an fp16/bf16 param are float32 (fp32 state, see kernels/cuda/adam.cuh).
+inline at::ScalarType adam_state_dtype(at::ScalarType param) { return is_half_type(param) ? at::kFloat : param; }
+
+// Names like "exp_avgs[3]" are built only when a check fails (TORCH_CHECK evaluates its message
+// lazily): these checks run at every optimizer step, for every tensor.
+inline void check_adam_state(const at::Tensor& s, const char* list, size_t i, const at::Tensor& p) {
+  TORCH_CHECK(s.defined(), kAdamOp, ": ", list, "[", i, "] is undefined");
+  TORCH_CHECK(s.scalar_type() == adam_state_dtype(p.scalar_type()), kAdamOp, ": expected ", list, "[", i,
+              "] to have dtype ", adam_state_dtype(p.scalar_type()), " (the state dtype of a ", p.scalar_type(),
+              " param), got ", s.scalar_type());
+  TORCH_CHECK(s.device() == p.device(), kAdamOp, ": expected ", list, "[", i, "] on the device of params[", i, "] (",
+              p.device(), "), got ", s.device());
+  TORCH_CHECK(s.sizes() == p.sizes(), kAdamOp, ": ", list, "[", i, "] has shape ", s.sizes(), " but params[", i,
+              "] has shape ", p.sizes());
+  TORCH_CHECK(s.strides() == p.strides(), kAdamOp, ": expected ", list, "[", i, "] to have the strides of params[", i,
+              "] (", p.strides(), "), got ", s.strides(), " (the kernels walk all tensors of a param as one flat array)");
+}
+
+inline void check_scalar_tensor(const at::Tensor& t, const char* list, size_t i) {
+  TORCH_CHECK(t.numel() == 1, kAdamOp, ": expected ", list, "[", i, "] to have one element, got ", t.numel());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, kAdamOp, ": expected ", list, "[", i,
+              "] to be float32 or float64, got ", t.scalar_type());
+}
+
+// Every check of adam_step that does not depend on the backend.  `allow_half`: fp16/bf16 params.
+inline void check_adam(const AdamArgs& a, bool allow_half) {
+  const size_t n = a.params.size();
+  auto check_len = [&](at::TensorList l, const char* what, size_t want) {
+    TORCH_CHECK(l.size() == want, kAdamOp, ": expected ", want, " ", what, " (one per param), got ", l.size());
+  };
+  check_len(a.grads, "grads", n);
+  check_len(a.exp_avgs, "exp_avgs", n);
+  check_len(a.exp_avg_sqs, "exp_avg_sqs", n);
+  check_len(a.steps, "state_steps", n);
+  if (a.amsgrad) check_len(a.max_exp_avg_sqs, "max_exp_avg_sqs with amsgrad=True", n);
+  else TORCH_CHECK(a.max_exp_avg_sqs.empty(), kAdamOp, ": max_exp_avg_sqs must be empty when amsgrad=False, got ",
+                   a.max_exp_avg_sqs.size(), " tensors");
+  if (n == 0) return;
+  const at::Tensor& p0 = a.params[0];
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = a.params[i];
+    const at::Tensor& g = a.grads[i];
+    TORCH_CHECK(p.defined(), kAdamOp, ": params[", i, "] is undefined");
+    const auto st = p.scalar_type();
+    TORCH_CHECK(!p.is_complex(), kAdamOp, ": complex params[", i, "] (", st,
+                ") is not supported; view complex parameters as real (torch.view_as_real)");
+    TORCH_CHECK(st == at::kFloat || st == at::kDouble || (allow_half && is_half_type(st)), kAdamOp,
+                ": expected params[", i, "] to be a floating-point tensor (",
+                allow_half ? "float32, float64, float16 or bfloat16" : "float32 or float64 on this backend", "), got ",
+                st);
+    TORCH_CHECK(st == p0.scalar_type(), kAdamOp, ": expected every param of one call to have one dtype (",
+                p0.scalar_type(), ", from params[0]), params[", i, "] is ", st);
+    TORCH_CHECK(p.device() == p0.device(), kAdamOp, ": expected all params on one device, but params[0] is on ",
+                p0.device(), " and params[", i, "] is on ", p.device());
+    TORCH_CHECK(p.is_non_overlapping_and_dense(), kAdamOp, ": params[", i,
+                "] must be dense and non-overlapping (got strides ", p.strides(), " for shape ", p.sizes(), ")");
+    TORCH_CHECK(g.defined(), kAdamOp, ": grads[", i, "] is undefined (leave params without a gradient out)");
+    TORCH_CHECK(!g.is_sparse(), kAdamOp, ": grads[", i, "] is sparse; Adam does not support sparse gradients, "
+                "please consider SparseAdam instead");
+    TORCH_CHECK(g.scalar_type() == st, kAdamOp, ": expected grads[", i, "] to have the dtype of params[", i, "] (", st,
+                "), got ", g.scalar_type());
+    TORCH_CHECK(g.device() == p.device(), kAdamOp, ": expected grads[", i, "] on the device of params[", i, "] (",
+                p.device(), "), got ", g.device());
+    TORCH_CHECK(g.sizes() == p.sizes(), kAdamOp, ": grads[", i, "] has shape ", g.sizes(), " but params[", i,
+                "] has shape ", p.sizes());
+    TORCH_CHECK(g.strides() == p.strides(), kAdamOp, ": expected grads[", i, "] to have the strides of params[", i,
+                "] (", p.strides(), "), got ", g.strides());
+    check_adam_state(a.exp_avgs[i], "exp_avgs", i, p);
+    check_adam_state(a.exp_avg_sqs[i], "exp_avg_sqs", i, p);
+    if (a.amsgrad) check_adam_state(a.max_exp_avg_sqs[i], "max_exp_avg_sqs", i, p);
+    const at::Tensor& s = a.steps[i];
+    check_scalar_tensor(s, "state_steps", i);
+    if (a.capturable) {
+      TORCH_CHECK(s.device() == p.device(), kAdamOp, ": capturable=True keeps steps on the params' device; state_steps[",
+                  i, "] is on ", s.device(), ", params[", i, "] on ", p.device());
+      TORCH_CHECK(s.scalar_type() == a.steps[0].scalar_type(), kAdamOp,
+                  ": capturable=True expects all state_steps to have one dtype, got ", a.steps[0].scalar_type(),
+                  " and ", s.scalar_type());
+    } else {
+      TORCH_CHECK(s.is_cpu(), kAdamOp, ": capturable=False keeps steps on the CPU (as torch.optim does); state_steps[",
+                  i, "] is on ", s.device(), " (pass capturable=True for steps on the device)");
+    }
+  }
+  if (a.lr_tensor) {
+    TORCH_CHECK(a.lr_tensor->numel() == 1 && (a.lr_tensor->scalar_type() == at::kFloat ||
+                                              a.lr_tensor->scalar_type() == at::kDouble),
+                kAdamOp, ": expected the lr tensor to be a one-element float32 or float64 tensor, got ",
+                a.lr_tensor->numel(), " elements of ", a.lr_tensor->scalar_type());
+    TORCH_CHECK(a.lr_tensor->is_cpu() || a.lr_tensor->device() == p0.device(), kAdamOp,
+                ": expected the lr tensor on the CPU or on the params' device (", p0.device(), "), got ",
+                a.lr_tensor->device());
+  }
+}
+
+inline double read_scalar(const at::Tensor& t) {  // a one-element float32/float64 CPU tensor
+  return t.scalar_type() == at::kDouble ? *t.const_data_ptr<double>() : double(*t.const_data_ptr<float>());
+}
+
+// Non-capturable mode: `step += 1` on the CPU step tensors (as torch.optim does before the update,
+// in the tensor's dtype), and their new values.
+inline std::vector<double> adam_advance_host_steps(at::TensorList steps) {
+  std::vector<double> t(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const at::Tensor& s = steps[i];
+    if (s.scalar_type() == at::kDouble) t[i] = *s.data_ptr<double>() += 1.0;
+    else t[i] = *s.data_ptr<float>() += 1.0f;
+  }
+  return t;
+}
+
+}  // namespace pyops

@@ -1,0 +1,133 @@
+// adam.cpp -- CPU kernel of adam_step: one Adam/AdamW step for all tensors of a call in ONE
+// parallel pass.
+//
+// Every tensor is cut into chunks of kAdamCpuChunk elements; the chunks of all tensors form one
+// flat list that at::parallel_for splits among the threads (so 8 small tensors do not cost 8
+// parallel regions, and one huge tensor still spreads over all threads).  Inside a chunk the
+// update runs on at::vec::Vectorized<T> lanes (8 floats / 4 doubles per AVX2 instruction), the
+// last partial vector with a masked load/store.  Per element: read p, g, m, v (and vmax), write p,
+// m, v (and vmax) -- one pass, nothing else touched.
+//
+// The update is THE function of kernels/cuda/adam.cuh (adam_update), the same one the CUDA
+// kernel runs per element: that header is included here without its device part
+// (PYOPS_ADAM_MATH_ONLY), and AdamMath<Vectorized<T>> below gives it fma / sqrt / max / neg on
+// SIMD vectors.  fp16/bf16 params are not supported on this backend (they run on cuda and triton).
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "csrc/adam.h"
+#define PYOPS_ADAM_MATH_ONLY
+#include "kernels/cuda/adam.cuh"
+
+namespace pyops::cuda {
+// The lane type of the CPU kernel: a SIMD vector of S.  at::vec::maximum propagates NaN like torch.maximum.
+template <class S> struct AdamMath<at::vec::Vectorized<S>> {
+  using V = at::vec::Vectorized<S>;
+  static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+  static V sqrt(const V& a) { return a.sqrt(); }
+  static V neg(const V& a) { return a.neg(); }
+  static V max(const V& a, const V& b) { return at::vec::maximum(a, b); }
+};
+}  // namespace pyops::cuda
+
+namespace pyops::cpu {
+namespace {
+
+using at::vec::Vectorized;
+using cuda::AdamCoeffs;
+using cuda::AdamHyper;
+
+constexpr int64_t kAdamCpuChunk = 16384;   // elements per parallel work item (64 KB per fp32 array)
+constexpr int64_t kAdamCpuSerial = 32768;  // fewer elements in all: one thread (a parallel region costs more)
+
+template <class T> struct AdamPtrs {
+  T *p, *g, *m, *v, *vm;  // vm: nullptr without amsgrad
+  int64_t n;
+};
+
+// [begin, end) of one tensor, SIMD lanes of Vectorized<T>::size(); the tail with partial loads.
+// Pointers, scalars and flags are copied into locals first: the compiler then knows the stores to
+// p, m, v cannot change them, keeps them in registers and hoists the flag tests out of the loop.
+template <class T>
+void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoeffs<T>& coeffs,
+                const AdamHyper& hyper) {
+  using V = Vectorized<T>;
+  constexpr int64_t W = V::size();
+  const AdamCoeffs<T> c = coeffs;
+  const AdamHyper h = hyper;
+  T* __restrict__ pp = t.p;
+  const T* __restrict__ gp = t.g;
+  T* __restrict__ mp = t.m;
+  T* __restrict__ vp = t.v;
+  T* __restrict__ vmp = t.vm;
+  // one vector of lanes at i; cnt < W only for the last, partial vector of the range
+  auto lanes = [&](int64_t i, int cnt) {
+    V p = V::loadu(pp + i, cnt), g = V::loadu(gp + i, cnt), m = V::loadu(mp + i, cnt), v = V::loadu(vp + i, cnt);
+    V vm = h.amsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
+    cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
+    p.store(pp + i, cnt);
+    m.store(mp + i, cnt);
+    v.store(vp + i, cnt);
+    if (h.amsgrad) vm.store(vmp + i, cnt);
+  };
+  int64_t i = begin;
+  for (; i + W <= end; i += W) lanes(i, W);
+  if (i < end) lanes(i, int(end - i));
+}
+
+template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, const std::vector<double>& steps, double lr) {
+  const size_t n = a.params.size();
+  std::vector<AdamPtrs<T>> ts(n);
+  std::vector<AdamCoeffs<T>> cs(n);
+  std::vector<int64_t> first(n + 1, 0);  // tensor i owns chunks [first[i], first[i + 1])
+  for (size_t i = 0; i < n; ++i) {
+    auto ptr = [](const at::Tensor& x) { return static_cast<T*>(const_cast<void*>(x.const_data_ptr())); };
+    ts[i] = {ptr(a.params[i]), ptr(a.grads[i]), ptr(a.exp_avgs[i]), ptr(a.exp_avg_sqs[i]),
+             h.amsgrad ? ptr(a.max_exp_avg_sqs[i]) : nullptr, a.params[i].numel()};
+    cs[i] = cuda::adam_coeffs<T>(h, steps[i], lr);
+    first[i + 1] = first[i] + (ts[i].n + kAdamCpuChunk - 1) / kAdamCpuChunk;
+  }
+  int64_t total = 0;
+  for (const auto& t : ts) total += t.n;
+  // at::parallel_for runs [begin, end) on the calling thread when it is shorter than the grain
+  const int64_t grain = total < kAdamCpuSerial ? first[n] + 1 : 1;
+  at::parallel_for(0, first[n], grain, [&](int64_t begin, int64_t end) {
+    size_t ti = size_t(std::upper_bound(first.begin(), first.end(), begin) - first.begin()) - 1;
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      while (chunk >= first[ti + 1]) ++ti;  // skips empty tensors (no chunks)
+      const int64_t lo = (chunk - first[ti]) * kAdamCpuChunk;
+      adam_range<T>(ts[ti], lo, std::min(lo + kAdamCpuChunk, ts[ti].n), cs[ti], h);
+    }
+  });
+}
+
+void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                   at::TensorList max_exp_avg_sqs, at::TensorList state_steps, const std::optional<at::Tensor>& lr_tensor,
+                   const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2,
+                   double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay,
+                   bool capturable) {
+  const AdamArgs a{params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                   lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable};
+  check_adam(a, /*allow_half=*/false);
+  if (params.empty()) return;
+  TORCH_CHECK(params[0].is_cpu(), kAdamOp, ": the CPU kernel got params on ", params[0].device());
+  // On the CPU, "the device" is the host: steps and lr are read and advanced here in both modes.
+  const std::vector<double> steps = adam_advance_host_steps(state_steps);
+  const double lr_value = lr_tensor ? read_scalar(*lr_tensor) : lr;
+  const AdamHyper h{lr_value, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay};
+  if (params[0].scalar_type() == at::kDouble) adam_cpu_kernel<double>(a, h, steps, lr_value);
+  else adam_cpu_kernel<float>(a, h, steps, lr_value);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyops, CPU, m) { m.impl("adam_step", &adam_step_cpu); }
+// A sparse gradient sends the call to the SparseCPU key: registered so that the checks answer with
+// "Adam does not support sparse gradients" instead of the dispatcher's "could not run".
+TORCH_LIBRARY_IMPL(pyops, SparseCPU, m) { m.impl("adam_step", &adam_step_cpu); }
+
+}  // namespace pyops::cpu

@@ -1,0 +1,358 @@
+"""pyops.optim.Adam / AdamW: drop-ins for torch.optim.Adam / AdamW whose step is ONE kernel launch
+per (device, dtype) of a param group.
+
+One step, top to bottom:
+  Adam.step()                    per param group, per (device, dtype) bucket: the cached lists of
+                                 params and state, plus this step's grads
+  -> torch.ops.<ns>.adam_step    ns = pyops (cpu, cuda), pyops_sim (cuda-sim), pyops_triton (triton);
+                                 schema in csrc/ops.cpp, fake below
+  -> cpu: csrc/cpu/adam.cpp | cuda, cuda-sim: csrc/cuda/adam.cpp -> kernels/cuda/adam.cuh
+     | triton: kernels/adam.py
+
+Semantics are torch.optim's, and so is the state: per param ``step`` (a float32 CPU tensor, on the
+param's device with capturable=True), ``exp_avg``, ``exp_avg_sq`` and, with amsgrad,
+``max_exp_avg_sq`` -- a state_dict saved by either optimizer loads into the other.  Differences:
+  * fp16/bf16 params keep float32 state and the update is computed in float32 (no master copy of
+    the weights: the new value is rounded back to the param's dtype).  torch.optim keeps such state
+    in the param's dtype; loading a pyops checkpoint into torch.optim casts it down, loading one
+    from torch.optim casts it up.
+  * sparse gradients, complex params, params of one group on several devices, differentiable=True
+    and tensor betas raise errors.
+  * capturable=True is accepted for CPU params too (torch.optim refuses): the step is then advanced
+    by the kernel, which is how the tests run the CUDA kernels' capturable path in the emulator.
+  * foreach/fused are accepted and stored (so state_dicts round-trip) but do not choose the kernel:
+    every backend runs its own multi-tensor kernel.  (fused=True still places `step` on the param's
+    device, as torch.optim does; the kernel then advances it there, as with capturable=True.)
+The backend is resolved at every step, like every pyops op: ``backend=`` of the constructor, else
+the enclosing ``with pyops.use_backend(...)`` block of the step() call, else PYOPS_BACKEND / auto.
+The optimizer caches, per param group, the lists of state tensors it passes to the kernel; the
+cache is rebuilt when the set of params with gradients, amsgrad, capturable or the backend changes,
+and on load_state_dict / add_param_group.  Replacing a state tensor object by hand (not in place) needs
+``opt.reset_cache()``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.optim.adam import adam as _torch_adam
+
+from . import _backend, _checks, _ops
+
+__all__ = ["Adam", "AdamW"]
+
+
+# ---------------------------------------------------------------- the registered op (fake + Triton)
+def _fake_adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
+                    beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
+    return None
+
+
+_ops.register_fake("adam_step", _fake_adam_step)
+
+_MUTATED = ("params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "state_steps", "counters")
+
+
+def _dense(t: Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill one block of memory (some dim order is contiguous)."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.size(d) != 1:
+            if t.stride(d) != expected:
+                return False
+            expected *= t.size(d)
+    return True
+
+
+def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
+                 capturable):
+    """The checks of csrc/adam.h, for the Triton op (the C++ ops run those)."""
+    op = "adam_step"
+    n = len(params)
+    for name, lst, want in [("grads", grads, n), ("exp_avgs", exp_avgs, n), ("exp_avg_sqs", exp_avg_sqs, n),
+                            ("state_steps", state_steps, n), ("max_exp_avg_sqs", max_exp_avg_sqs, n if amsgrad else 0)]:
+        if len(lst) != want:
+            raise RuntimeError(f"{op}: expected {want} {name} (one per param), got {len(lst)}")
+    if n == 0:
+        return
+    p0 = params[0]
+    for i, (p, g) in enumerate(zip(params, grads)):
+        _checks.check_floating(p, op, f"params[{i}]")
+        if p.dtype != p0.dtype or p.device != p0.device:
+            raise RuntimeError(f"{op}: expected every param of one call to have one dtype and device ({p0.dtype} on "
+                               f"{p0.device}, from params[0]), params[{i}] is {p.dtype} on {p.device}")
+        if not _dense(p):
+            raise RuntimeError(f"{op}: params[{i}] must be dense and non-overlapping (strides {p.stride()})")
+        if g.is_sparse:
+            raise RuntimeError(f"{op}: grads[{i}] is sparse; Adam does not support sparse gradients, please consider "
+                               "SparseAdam instead")
+        state_dtype = torch.float32 if p.dtype in _checks.HALF_TYPES else p.dtype
+        tensors = [("grads", g, p.dtype), ("exp_avgs", exp_avgs[i], state_dtype),
+                   ("exp_avg_sqs", exp_avg_sqs[i], state_dtype)]
+        if amsgrad:
+            tensors.append(("max_exp_avg_sqs", max_exp_avg_sqs[i], state_dtype))
+        for name, t, dt in tensors:
+            if t.dtype != dt or t.device != p.device or t.shape != p.shape or t.stride() != p.stride():
+                raise RuntimeError(f"{op}: expected {name}[{i}] to match params[{i}] ({dt}, {p.device}, shape "
+                                   f"{tuple(p.shape)}, strides {p.stride()}), got {t.dtype}, {t.device}, shape "
+                                   f"{tuple(t.shape)}, strides {t.stride()}")
+        s = state_steps[i]
+        if s.numel() != 1 or s.dtype not in _checks.FLOAT_TYPES:
+            raise RuntimeError(f"{op}: expected state_steps[{i}] to be a one-element float32/float64 tensor")
+        if (s.device != p.device) if capturable else (s.device.type != "cpu"):
+            raise RuntimeError(f"{op}: capturable={capturable} keeps steps on "
+                               f"{'the params device' if capturable else 'the CPU'}; state_steps[{i}] is on {s.device}")
+    if capturable and (counters is None or counters.dtype != torch.int32 or counters.numel() < n
+                       or counters.device != p0.device):
+        raise RuntimeError(f"{op}: capturable=True needs `counters`: an int32 tensor of {n} zeros on {p0.device}")
+    if lr_tensor is not None and (lr_tensor.numel() != 1 or lr_tensor.dtype not in _checks.FLOAT_TYPES):
+        raise RuntimeError(f"{op}: expected the lr tensor to be a one-element float32/float64 tensor")
+
+
+@torch.library.custom_op("pyops_triton::adam_step", mutates_args=_MUTATED)
+def _triton_adam_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+                      max_exp_avg_sqs: list[Tensor], state_steps: list[Tensor], lr_tensor: Optional[Tensor],
+                      counters: Optional[Tensor], lr: float, beta1: float, beta2: float, weight_decay: float,
+                      eps: float, amsgrad: bool, maximize: bool, decoupled_weight_decay: bool,
+                      capturable: bool) -> None:
+    from .kernels import adam as k
+
+    _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
+                 capturable)
+    if params:
+        k.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
+                    beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)
+
+
+_triton_adam_step.register_fake(_fake_adam_step)
+
+
+# ---------------------------------------------------------------- the optimizer
+@functools.lru_cache(maxsize=None)
+def _cuda_available() -> bool:
+    # torch.cuda.is_available() costs microseconds per call; the answer is fixed for the process
+    return torch.cuda.is_available()
+
+
+def _scalar_dtype() -> torch.dtype:
+    # torch.optim's dtype for `step` (torch.optim.optimizer._get_scalar_dtype)
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class _Bucket:
+    """The params of one group with one (device, dtype) and their state: one op call per step."""
+
+    __slots__ = ("run", "index", "params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps", "counters",
+                 "device_steps")
+
+
+class _Plan:
+    __slots__ = ("key", "buckets")
+
+
+class Adam(torch.optim.Optimizer):
+    """Same as :class:`torch.optim.Adam` (same arguments and defaults, same state_dict), with the step
+    computed by one pyops kernel launch per (device, dtype) of each param group; ``backend=`` picks
+    the kernels (see :mod:`pyops`).  Differences are listed in :mod:`pyops.optim`."""
+
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, decoupled_weight_decay: bool = False, backend: str | None = None):
+        name = type(self).__name__
+        if isinstance(lr, Tensor):
+            if lr.numel() != 1:
+                raise ValueError("Tensor lr must be 1-element")
+            if lr.is_complex() or not lr.is_floating_point():
+                raise ValueError(f"{name}: expected a floating-point lr tensor, got {lr.dtype}")
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if any(isinstance(b, Tensor) for b in betas):
+            raise ValueError(f"{name}: betas as tensors are not supported; pass floats")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if differentiable:
+            raise ValueError(f"{name}: differentiable=True is not supported (the step is a fused kernel outside "
+                             "autograd); use torch.optim with differentiable=True")
+        if fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        if backend is not None:
+            _backend.check_name(backend)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
+                        fused=fused, decoupled_weight_decay=decoupled_weight_decay)
+        self.reset_cache()
+        self.backend = backend
+        super().__init__(params, defaults)
+
+    # ------------------------------------------------------------ state_dict / pickling
+    def __getstate__(self):
+        return dict(super().__getstate__(), backend=self.backend)
+
+    def __setstate__(self, state):
+        # torch.optim.Adam.__setstate__'s defaults, then: fp32 state for fp16/bf16 params (load_state_dict
+        # casts state to the param dtype), and a fresh cache
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, default in (("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False),
+                                 ("differentiable", False), ("decoupled_weight_decay", False), ("fused", None)):
+                group.setdefault(key, default)
+            for p in group["params"]:
+                st = self.state.get(p, {})
+                if st and not torch.is_tensor(st["step"]):
+                    on_device = group["capturable"] or group["fused"]
+                    st["step"] = torch.tensor(float(st["step"]), dtype=torch.float32 if group["fused"] else
+                                              _scalar_dtype(), device=p.device if on_device else "cpu")
+                if st and p.dtype in _checks.HALF_TYPES:
+                    for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                        if k in st and st[k].dtype != torch.float32:
+                            st[k] = st[k].float()
+        self.reset_cache()
+
+    def reset_cache(self) -> None:
+        """Forget the cached per-group tensor lists (rebuilt at the next step)."""
+        self._plans: dict[int, _Plan] = {}
+
+    def add_param_group(self, param_group) -> None:
+        super().add_param_group(param_group)
+        self.reset_cache()
+
+    # ------------------------------------------------------------ step
+    def step(self, closure=None):
+        """Perform a single optimization step (one kernel launch per (device, dtype) of each param group).
+
+        Kept lean -- this Python runs at every step: per group one list of grads, one tuple compared
+        with the cached plan's, one op call per bucket."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if _cuda_available():
+            self._accelerator_graph_capture_health_check()
+        grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)  # the update is not part of any graph (as in torch.optim)
+        try:
+            backend = self.backend or _backend.current_backend()  # this call's backend= or the block's
+            for group in self.param_groups:
+                grads = [p.grad for p in group["params"]]
+                key = (tuple([g is not None for g in grads]), group["amsgrad"], group["capturable"], backend)
+                plan = self._plans.get(id(group))
+                if plan is None or plan.key != key:
+                    plan = self._plans[id(group)] = self._make_plan(group, grads, key)
+                lr = group["lr"]
+                lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
+                beta1, beta2 = group["betas"]
+                for b in plan.buckets:
+                    b.run(b.params, grads if b.index is None else [grads[i] for i in b.index], b.exp_avgs,
+                          b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, lr_float, beta1, beta2,
+                          group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
+                          group["decoupled_weight_decay"], b.device_steps)
+        finally:
+            torch.set_grad_enabled(grad_mode)
+        return loss
+
+    def _make_plan(self, group, grads, key) -> _Plan:
+        """Validate a group, create missing state (torch.optim's format), and sort its params with
+        gradients into (device, dtype) buckets."""
+        name = type(self).__name__
+        if group["differentiable"]:
+            raise RuntimeError(f"{name}: differentiable=True is not supported (the step is a fused kernel)")
+        if any(isinstance(b, Tensor) for b in group["betas"]):
+            raise RuntimeError(f"{name}: betas as tensors are not supported; pass floats")
+        lr = group["lr"]
+        if isinstance(lr, Tensor) and (lr.numel() != 1 or not lr.is_floating_point()):
+            raise RuntimeError(f"{name}: expected lr to be a float or a one-element floating-point tensor")
+        devices = {p.device for p, g in zip(group["params"], grads) if g is not None}
+        if len(devices) > 1:
+            raise RuntimeError(f"{name}: the params of one param group must be on one device, got "
+                               f"{', '.join(sorted(str(d) for d in devices))}; put them in one group per device")
+        buckets: dict = {}
+        for i, (p, g) in enumerate(zip(group["params"], grads)):
+            if g is None:
+                continue
+            if p.is_complex():
+                raise TypeError(f"{name}: complex parameters ({p.dtype}) are not supported; optimize a real view "
+                                "(torch.view_as_real) instead")
+            if g.is_sparse:
+                raise RuntimeError(f"{name}: sparse gradients are not supported (Adam does not support sparse "
+                                   "gradients, please consider SparseAdam instead)")
+            state = self.state[p]
+            if len(state) == 0:
+                self._init_state(group, p, state)
+            buckets.setdefault(p.dtype, []).append(i)
+        plan = _Plan()
+        plan.key, plan.buckets = key, []
+        n_all = len(group["params"])
+        for dtype, index in buckets.items():
+            b = _Bucket()
+            ps = [group["params"][i] for i in index]
+            states = [self.state[p] for p in ps]
+            device = ps[0].device
+            backend = _backend.resolve(key[3], device, name)
+            b.index = None if len(index) == n_all else index
+            b.params = ps
+            b.exp_avgs = [s["exp_avg"] for s in states]
+            b.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+            b.max_exp_avg_sqs = [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else []
+            b.steps = [s["step"] for s in states]
+            on_device = {s.device != torch.device("cpu") or (group["capturable"] and s.device == device)
+                         for s in b.steps}
+            if len(on_device) > 1:
+                raise RuntimeError(f"{name}: the steps of one group must all be on the CPU or all on the params' "
+                                   "device")
+            b.device_steps = on_device.pop()
+            b.counters = torch.zeros(len(ps), dtype=torch.int32, device=device) if b.device_steps else None
+            if backend == "torch":
+                b.run = _torch_reference
+            else:
+                _checks.check_backend_dtype(ps[0], backend, name, "params")
+                b.run = _ops.ops(backend).adam_step.default
+            plan.buckets.append(b)
+        return plan
+
+    @staticmethod
+    def _init_state(group, p, state) -> None:
+        # torch.optim.Adam._init_group's lazy state, with fp32 moments for fp16/bf16 params
+        if group["capturable"] or group["fused"]:
+            state["step"] = torch.zeros((), dtype=torch.float32 if group["fused"] else _scalar_dtype(),
+                                        device=p.device)
+        else:
+            state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        sdt = torch.float32 if p.dtype in _checks.HALF_TYPES else p.dtype
+        state["exp_avg"] = torch.zeros_like(p, dtype=sdt, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, dtype=sdt, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, dtype=sdt, memory_format=torch.preserve_format)
+
+
+def _torch_reference(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
+                     beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
+    """backend='torch': torch.optim's own functional Adam on the same lists."""
+    _torch_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, capturable=capturable,
+                decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+                lr=lr if lr_tensor is None else lr_tensor, weight_decay=weight_decay, eps=eps, maximize=maximize)
+
+
+class AdamW(Adam):
+    """Same as :class:`torch.optim.AdamW` (decoupled weight decay, default 1e-2), on pyops kernels."""
+
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, backend: str | None = None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True, backend=backend)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
