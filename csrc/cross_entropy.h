@@ -8,8 +8,9 @@
 //   *_bwd              (grad_loss, input, target, weight?, [lse,] total_weight, ...)     -> grad_input
 // loss: target's shape (none) or [] (mean, sum).  lse: [rows] float32 (float64 for float64 input), the
 // per-row log-sum-exp the fused backward needs -- the only thing kept between forward and backward besides
-// the caller's own input.  total_weight: [] (sum of w_t over non-ignored rows; mean divides by it), or an
-// empty [0] tensor for reduction none, which needs none.
+// the caller's own input.  total_weight: [2] = (W_t, 1 / W_t) with W_t the sum of w_t over the non-ignored
+// rows (mean divides by it; the backward multiplies by the reciprocal the forward already computed, so no
+// row kernel divides), or an empty [0] tensor for reduction none, which needs none.
 #pragma once
 #include <ATen/ops/empty.h>
 
@@ -106,7 +107,7 @@ inline LossForward loss_forward_outputs(const LossProblem& p, int64_t reduction,
     o.total_weight = at::empty({0}, acc);
   } else {
     o.loss = at::empty({}, p.input.options());
-    o.total_weight = at::empty({}, acc);
+    o.total_weight = at::empty({2}, acc);
     if (with_partials) o.partials = at::empty({2, p.rows}, acc);
   }
   if (with_lse) o.lse = at::empty({p.rows}, acc);
@@ -120,8 +121,11 @@ inline at::Tensor loss_grad_rows(const char* op, const LossProblem& p, const at:
   check_same_dtype(grad_loss, "grad_loss", p.input, "input", op);
   check_same_device({{"input", &p.input}, {"grad_loss", &grad_loss}, {"total_weight", &total_weight}}, op);
   if (reduction == kReduceMean) {
-    TORCH_CHECK_VALUE(total_weight.dim() == 0 && total_weight.scalar_type() == loss_acc_type(p.input), op,
-                      ": expected total_weight to be the 0-D ", loss_acc_type(p.input), " tensor the forward returned");
+    TORCH_CHECK_VALUE(total_weight.dim() == 1 && total_weight.size(0) == 2 &&
+                          total_weight.scalar_type() == loss_acc_type(p.input) && total_weight.is_contiguous(),
+                      op, ": expected total_weight to be the contiguous ", loss_acc_type(p.input),
+                      " tensor of shape [2] the forward returned, got ", total_weight.scalar_type(), " of shape ",
+                      total_weight.sizes());
   }
   if (reduction == kReduceNone) {
     TORCH_CHECK_VALUE(grad_loss.sizes() == p.target.sizes(), op, ": expected grad_loss of shape ", p.target.sizes(),

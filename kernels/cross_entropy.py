@@ -110,7 +110,7 @@ def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D
 
 
 @triton.jit
-def loss_reduce_kernel(part_ptr, rows, out_ptr, tw_ptr,  # partials [2, rows] -> loss [], total_weight []
+def loss_reduce_kernel(part_ptr, rows, out_ptr, tw_ptr,  # partials [2, rows] -> loss [], total_weight [2]
                        MEAN: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.arange(0, BLOCK)
     loss = tl.zeros([BLOCK], ACC)
@@ -125,6 +125,7 @@ def loss_reduce_kernel(part_ptr, rows, out_ptr, tw_ptr,  # partials [2, rows] ->
         total = total / w_total  # all rows ignored: 0 / 0 = NaN, as PyTorch
     tl.store(out_ptr, total.to(out_ptr.dtype.element_ty))
     tl.store(tw_ptr, w_total)
+    tl.store(tw_ptr + 1, 1.0 / w_total)  # the backward's scale (as the CUDA kernels: no division per row)
 
 
 @triton.jit
@@ -137,7 +138,7 @@ def _sum_weights(w_ptr, C, ACC: tl.constexpr, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def cross_entropy_bwd_kernel(g_ptr, ld_g, tw_ptr,                # dL/dloss [rows] or [] (ld_g 0); total weight []
+def cross_entropy_bwd_kernel(g_ptr, ld_g, tw_ptr,                # dL/dloss [rows] or [] (ld_g 0); total weight [2]
                              x_ptr, inner, ld_n, ld_d, ld_c,    # logits [N, C, D]
                              t_ptr, w_ptr, ignore_index, C, smoothing,
                              lse_ptr,                           # [rows] from the forward
@@ -150,7 +151,7 @@ def cross_entropy_bwd_kernel(g_ptr, ld_g, tw_ptr,                # dL/dloss [row
     t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
     g = tl.load(g_ptr + row * ld_g).to(ACC)
     if MEAN:
-        g = g / tl.load(tw_ptr)
+        g = g * tl.load(tw_ptr + 1)  # 1 / W_t
     g = tl.where(valid, g, 0.0)  # an ignored row gets exactly 0, even when the total weight is 0
     a = (1.0 - smoothing) * w_t
     b = smoothing / C
@@ -205,7 +206,7 @@ def nll_loss_bwd_kernel(g_ptr, ld_g, tw_ptr, t_ptr, w_ptr, ignore_index, C, inne
     t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
     g = tl.load(g_ptr + row * ld_g).to(ACC)
     if MEAN:
-        g = g / tl.load(tw_ptr)
+        g = g * tl.load(tw_ptr + 1)  # 1 / W_t
     dx = tl.where(valid & (c == t), -g * w_t, 0.0)
     tl.store(gx_ptr + e, dx.to(gx_ptr.dtype.element_ty), mask=in_range)
 

@@ -81,7 +81,7 @@ def _forward_outputs(input, target, reduction, rows, lse=True):
     if reduction == 0:
         loss, total_weight = input.new_empty(target.shape), input.new_empty(0, dtype=acc)
     else:
-        loss, total_weight = input.new_empty(()), input.new_empty((), dtype=acc)
+        loss, total_weight = input.new_empty(()), input.new_empty(2, dtype=acc)  # (W_t, 1 / W_t)
     return loss, (input.new_empty(rows, dtype=acc) if lse else None), total_weight
 
 

@@ -473,9 +473,12 @@ def test_cpp_ops_check_their_arguments():
         torch.ops.pyops.cross_entropy_fwd(x, t, None, 3, -100, 0.0)
     with pytest.raises(ValueError, match=r"cross_entropy_backward: expected lse to be the contiguous Float tensor "
                                          r"of shape \[3\]"):
-        torch.ops.pyops.cross_entropy_bwd(torch.ones(()), x, t, None, torch.zeros(4), torch.ones(()), 1, -100, 0.0)
+        torch.ops.pyops.cross_entropy_bwd(torch.ones(()), x, t, None, torch.zeros(4), torch.ones(2), 1, -100, 0.0)
     with pytest.raises(ValueError, match=r"nll_loss_backward: expected a 0-D grad_loss \(reduction mean/sum\)"):
-        torch.ops.pyops.nll_loss_bwd(torch.ones(3), x, t, None, torch.ones(()), 1, -100)
+        torch.ops.pyops.nll_loss_bwd(torch.ones(3), x, t, None, torch.ones(2), 1, -100)
+    with pytest.raises(ValueError, match=r"nll_loss_backward: expected total_weight to be the contiguous Float tensor "
+                                         r"of shape \[2\] the forward returned"):
+        torch.ops.pyops.nll_loss_bwd(torch.ones(()), x, t, None, torch.ones(()), 1, -100)
     with pytest.raises(ValueError, match=r"nll_loss: expected input of shape \(C\), \(N, C\) or \(N, C, d1, ...\), "
                                          r"got a 0-D tensor"):
         torch.ops.pyops.nll_loss_fwd(torch.tensor(1.0), torch.tensor(0), None, 1, -100)

@@ -153,6 +153,7 @@ template <class T> void reduce_rows(const std::vector<T>& part, int64_t rows, in
   }
   o.loss.data_ptr<T>()[0] = T(reduction == kReduceMean ? loss / w : loss);  // all rows ignored: 0 / 0 = NaN
   o.total_weight.data_ptr<T>()[0] = T(w);
+  o.total_weight.data_ptr<T>()[1] = T(1) / T(w);
 }
 
 // Per-row loss into `rows_out` (reduction none) or `part` [2, rows].
@@ -377,7 +378,7 @@ template <class F> void dispatch_cpu_float(at::ScalarType st, F&& f) {
 }
 
 template <class T> T inverse_total_weight(const at::Tensor& total_weight, int64_t reduction) {
-  return reduction == kReduceMean ? T(1) / total_weight.data_ptr<T>()[0] : T(1);
+  return reduction == kReduceMean ? total_weight.data_ptr<T>()[1] : T(1);  // (W_t, 1 / W_t) from the forward
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_fwd(const at::Tensor& input, const at::Tensor& target,

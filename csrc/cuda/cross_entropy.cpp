@@ -32,8 +32,9 @@ template <class T> LossOutput<T> loss_output(const LossForward& o, int64_t reduc
   return out;
 }
 
-template <class T> const acc_t<T>* mean_total_weight(const at::Tensor& total_weight, int64_t reduction) {
-  return reduction == kReduceMean ? ptr<const acc_t<T>>(total_weight) : nullptr;
+// 1 / W_t (total_weight[1]) for mean, nullptr otherwise
+template <class T> const acc_t<T>* inverse_total_weight(const at::Tensor& total_weight, int64_t reduction) {
+  return reduction == kReduceMean ? ptr<const acc_t<T>>(total_weight) + 1 : nullptr;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_fwd(const at::Tensor& input, const at::Tensor& target,
@@ -70,7 +71,7 @@ at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& inpu
   dispatch_float(input.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     check_launch(cross_entropy_backward<T>(ptr<const T>(b.grad), b.ld_grad,
-                                           mean_total_weight<T>(total_weight, reduction), ptr<const T>(p.input),
+                                           inverse_total_weight<T>(total_weight, reduction), ptr<const T>(p.input),
                                            input_rows(p), p.target.data_ptr<int64_t>(), weight_ptr<T>(p),
                                            ignore_index, label_smoothing, ptr<const acc_t<T>>(lse),
                                            ptr<T>(b.grad_input), contiguous_rows(p), current_stream(input)),
@@ -107,7 +108,7 @@ at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, co
   const LossProblem& p = b.p;
   dispatch_float(input.scalar_type(), op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    check_launch(nll_loss_backward<T>(ptr<const T>(b.grad), b.ld_grad, mean_total_weight<T>(total_weight, reduction),
+    check_launch(nll_loss_backward<T>(ptr<const T>(b.grad), b.ld_grad, inverse_total_weight<T>(total_weight, reduction),
                                       p.target.data_ptr<int64_t>(), weight_ptr<T>(p), ignore_index,
                                       ptr<T>(b.grad_input), p.rows, p.C, p.D, current_stream(input)),
                  op);

@@ -53,17 +53,28 @@ struct ClassRows {
 };
 
 // Where a loss goes.  reduction none: rows_out[r] per row.  mean/sum: per-row (loss, weight) pairs into
-// partials [2, rows] (scratch), then one block reduces them into reduced[0] and total_weight[0].
+// partials [2, rows] (scratch), then one block reduces them into reduced[0] and total_weight[0..1].
 template <class T> struct LossOutput {
   bool per_row = false;                // reduction none (the pointers of an empty tensor are null: not a flag)
   T* rows_out = nullptr;               // [rows], reduction none
   acc_t<T>* partials = nullptr;        // [2, rows], mean/sum
   T* reduced = nullptr;                // [], mean/sum
-  acc_t<T>* total_weight = nullptr;    // [], mean/sum: sum of w_t over the non-ignored rows
+  acc_t<T>* total_weight = nullptr;    // [2], mean/sum: W_t = sum of w_t over the non-ignored rows, and 1 / W_t
+                                       // (the backward's scale, so no row kernel divides)
   bool mean = false;
 };
 
 constexpr unsigned kLossFlatThreads = 256;  // block of the flat nll kernels
+
+// The label-smoothing coefficients, computed once on the host: no division in the row kernels (a division
+// is a call to a slow-path subroutine on the GPU, and the registers live across it would go to the stack).
+template <class A> struct Smoothing {
+  A keep = 1;    // 1 - eps: the weight of the NLL term
+  A spread = 0;  // eps / C: the weight of each class in the uniform term
+};
+template <class A> inline Smoothing<A> smoothing_coefficients(double eps, int64_t classes) {
+  return {A(1.0 - eps), A(classes > 0 ? eps / double(classes) : 0.0)};
+}
 
 // Variant, vector width, grid and block of the cross-entropy row kernels: the row-reduction plan of
 // common.cuh (row_plan, as softmax.cuh) -- one function for the real launch, the emulated launch and the
@@ -80,10 +91,10 @@ template <class T>
 const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* target, const T* weight,
                                   int64_t ignore_index, double smoothing, LossOutput<T> out, acc_t<T>* lse,
                                   Stream stream, CrossEntropyPlan* plan_out = nullptr);
-// grad: dL/dloss, [rows] with stride ld_grad (none) or [] (mean, sum: ld_grad 0); total_weight: [] for
-// mean, nullptr otherwise.  gx: [N, C, D] laid out as gl.
+// grad: dL/dloss, [rows] with stride ld_grad (none) or [] (mean, sum: ld_grad 0); inv_total_weight: &total_weight[1]
+// of the forward for mean, nullptr otherwise.  gx: [N, C, D] laid out as gl.
 template <class T>
-const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* total_weight, const T* x,
+const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const T* x,
                                    ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
                                    double smoothing, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream,
                                    CrossEntropyPlan* plan_out = nullptr);
@@ -92,7 +103,7 @@ const char* nll_loss_forward(const T* x, ClassRows xl, const int64_t* target, co
                              LossOutput<T> out, Stream stream);
 // gx: contiguous [N, C, D] (rows = N*D).
 template <class T>
-const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* total_weight, const int64_t* target,
+const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const int64_t* target,
                               const T* weight, int64_t ignore_index, T* gx, int64_t rows, int64_t classes,
                               int64_t inner, Stream stream, int* vec_out = nullptr);
 
@@ -162,14 +173,14 @@ __device__ __forceinline__ RowStats<acc_t<T>> row_stats(const T* xr, int64_t ld_
 template <class T, bool SMOOTH>
 __device__ __forceinline__ void write_row_loss(int64_t row, int64_t rows, int64_t classes, const RowTarget<acc_t<T>>& tg,
                                                acc_t<T> xt, acc_t<T> ref, const RowStats<acc_t<T>>& st,
-                                               acc_t<T> smoothing, const LossOutput<T>& out, acc_t<T>* lse) {
+                                               Smoothing<acc_t<T>> sm, const LossOutput<T>& out, acc_t<T>* lse) {
   using A = acc_t<T>;
   const A l = st.m + log_(st.s);
   lse[row] = l;
   A loss = 0;
   if (tg.valid) {
-    loss = (A(1) - smoothing) * tg.w * (l - xt);
-    if constexpr (SMOOTH) loss += smoothing / A(classes) * ((l - ref) * st.wsum - st.d);
+    loss = sm.keep * tg.w * (l - xt);
+    if constexpr (SMOOTH) loss += sm.spread * ((l - ref) * st.wsum - st.d);
   }
   if (out.per_row) {
     out.rows_out[row] = from_acc<T>(loss);
@@ -187,12 +198,16 @@ __device__ __forceinline__ acc_t<T> target_logit(const T* xr, int64_t ld_c, cons
 template <class A> __device__ __forceinline__ A smoothing_ref(A xt) { return isfinite(xt) ? xt : A(0); }
 
 // ---- forward, warp per row
+// Launch bounds (threads, 1): with the thread count alone, ptxas budgets registers for several blocks per SM
+// and spilled some variants (the double exp polynomial's constants, values live across the assert's call) to
+// the stack; allowing one block per SM at least lets them keep everything in registers (<= 80 per thread;
+// tests/test_build.py audits that no kernel has a stack frame or local memory).
 template <class T, int VEC, bool SMOOTH>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(128, 1)
 cross_entropy_fwd_warp_kernel(const T* __restrict__ x, ClassRows xl,            // logits, [N, C, D] as xl
                      const int64_t* __restrict__ target,               // [rows]
                      const T* __restrict__ weight,                     // [C] or nullptr
-                     int64_t ignore_index, acc_t<T> smoothing,
+                     int64_t ignore_index, Smoothing<acc_t<T>> sm,
                      LossOutput<T> out, acc_t<T>* __restrict__ lse) {  // lse: [rows]
   using A = acc_t<T>;
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = 32 * VEC;
@@ -208,15 +223,15 @@ cross_entropy_fwd_warp_kernel(const T* __restrict__ x, ClassRows xl,            
       st.d = warp_sum(st.d);
       st.wsum = weight ? warp_sum(st.wsum) : A(xl.classes);
     }
-    if (threadIdx.x == 0) write_row_loss<T, SMOOTH>(row, xl.rows, xl.classes, tg, xt, ref, st, smoothing, out, lse);
+    if (threadIdx.x == 0) write_row_loss<T, SMOOTH>(row, xl.rows, xl.classes, tg, xt, ref, st, sm, out, lse);
   }
 }
 
 // ---- forward, block per row
 template <class T, int VEC, bool SMOOTH>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(1024, 1)
 cross_entropy_fwd_block_kernel(const T* __restrict__ x, ClassRows xl, const int64_t* __restrict__ target,
-                      const T* __restrict__ weight, int64_t ignore_index, acc_t<T> smoothing, LossOutput<T> out,
+                      const T* __restrict__ weight, int64_t ignore_index, Smoothing<acc_t<T>> sm, LossOutput<T> out,
                       acc_t<T>* __restrict__ lse) {
   using A = acc_t<T>;
   __shared__ A part_m[32], part_s[32];  // one (max, sum) pair per warp; part_m doubles as block_sum scratch
@@ -232,15 +247,15 @@ cross_entropy_fwd_block_kernel(const T* __restrict__ x, ClassRows xl, const int6
       st.d = block_sum(st.d, part_m);
       st.wsum = weight ? block_sum(st.wsum, part_m) : A(xl.classes);
     }
-    if (threadIdx.x == 0) write_row_loss<T, SMOOTH>(row, xl.rows, xl.classes, tg, xt, ref, st, smoothing, out, lse);
+    if (threadIdx.x == 0) write_row_loss<T, SMOOTH>(row, xl.rows, xl.classes, tg, xt, ref, st, sm, out, lse);
   }
 }
 
 // ---- mean / sum: one block folds the per-row (loss, weight) pairs
 template <class T>
-__global__ void __launch_bounds__(1024)
+__global__ void __launch_bounds__(1024, 1)
 loss_reduce_kernel(const acc_t<T>* __restrict__ partials, int64_t rows,  // [2, rows]: losses, then weights
-                   bool mean, T* __restrict__ reduced, acc_t<T>* __restrict__ total_weight) {
+                   bool mean, T* __restrict__ reduced, acc_t<T>* __restrict__ total_weight) {  // total_weight: [2]
   using A = acc_t<T>;
   __shared__ A scratch[32];
   A loss = 0, w = 0;
@@ -253,6 +268,7 @@ loss_reduce_kernel(const acc_t<T>* __restrict__ partials, int64_t rows,  // [2, 
   if (threadIdx.x == 0) {
     reduced[0] = from_acc<T>(mean ? loss / w : loss);  // all rows ignored: 0 / 0 = NaN, as PyTorch
     total_weight[0] = w;
+    total_weight[1] = A(1) / w;
   }
 }
 
@@ -266,12 +282,12 @@ template <class A> struct RowGrad {
 
 template <class T>
 __device__ __forceinline__ RowGrad<acc_t<T>> row_grad(const T* grad, int64_t ld_grad, acc_t<T> inv_total,
-                                                      const RowTarget<acc_t<T>>& tg, acc_t<T> smoothing,
-                                                      int64_t classes, acc_t<T> wsum, int64_t row) {
+                                                      const RowTarget<acc_t<T>>& tg, Smoothing<acc_t<T>> sm,
+                                                      acc_t<T> wsum, int64_t row) {
   using A = acc_t<T>;
   // an ignored row gets exactly 0, even when the mean's total weight is 0 (inv_total = inf)
   const A g = tg.valid ? to_acc(grad[row * ld_grad]) * inv_total : A(0);
-  const A a = (A(1) - smoothing) * tg.w, b = smoothing / A(classes);
+  const A a = sm.keep * tg.w, b = sm.spread;
   return {g * (a + b * wsum), g * a, g * b, tg.valid ? tg.t : int64_t(-1)};
 }
 
@@ -302,42 +318,42 @@ __device__ __forceinline__ acc_t<T> weight_partial_sum(const T* weight, int64_t 
 }
 
 template <class T, int VEC, bool SMOOTH>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(128, 1)
 cross_entropy_bwd_warp_kernel(const T* __restrict__ grad, int64_t ld_grad,   // dL/dloss: [rows] or [] (ld_grad 0)
-                     const acc_t<T>* __restrict__ total_weight,     // [] for mean, else nullptr
+                     const acc_t<T>* __restrict__ inv_total_weight,  // 1 / W_t for mean, else nullptr
                      const T* __restrict__ x, ClassRows xl,         // logits, [N, C, D]
                      const int64_t* __restrict__ target, const T* __restrict__ weight, int64_t ignore_index,
-                     acc_t<T> smoothing, const acc_t<T>* __restrict__ lse,  // lse: [rows], from the forward
+                     Smoothing<acc_t<T>> sm, const acc_t<T>* __restrict__ lse,  // lse: [rows], from the forward
                      T* __restrict__ gx, ClassRows gl) {                     // dL/dx, [N, C, D] as gl
   using A = acc_t<T>;
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = 32 * VEC;
-  const A inv_total = total_weight ? A(1) / total_weight[0] : A(1);
+  const A inv_total = inv_total_weight ? inv_total_weight[0] : A(1);
   // W = sum_c w_c: the same for every row, so once per warp (C without a weight)
   const A wsum = SMOOTH && weight ? warp_sum(weight_partial_sum(weight, threadIdx.x, 32, xl.classes)) : A(xl.classes);
   for (int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; row < xl.rows;
        row += int64_t(gridDim.x) * blockDim.y) {
     const RowTarget<A> tg = read_target(target, row, weight, xl.classes, ignore_index);
-    const RowGrad<A> rg = row_grad(grad, ld_grad, inv_total, tg, smoothing, xl.classes, wsum, row);
+    const RowGrad<A> rg = row_grad(grad, ld_grad, inv_total, tg, sm, wsum, row);
     row_write_grad<T, VEC, SMOOTH>(x + row_offset(xl, row), xl.ld_c, gx + row_offset(gl, row), gl.ld_c, weight, begin,
                                    step, xl.classes, lse[row], rg);
   }
 }
 
 template <class T, int VEC, bool SMOOTH>
-__global__ void __launch_bounds__(1024)
-cross_entropy_bwd_block_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>* __restrict__ total_weight,
+__global__ void __launch_bounds__(1024, 1)
+cross_entropy_bwd_block_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>* __restrict__ inv_total_weight,
                       const T* __restrict__ x, ClassRows xl, const int64_t* __restrict__ target,
-                      const T* __restrict__ weight, int64_t ignore_index, acc_t<T> smoothing,
+                      const T* __restrict__ weight, int64_t ignore_index, Smoothing<acc_t<T>> sm,
                       const acc_t<T>* __restrict__ lse, T* __restrict__ gx, ClassRows gl) {
   using A = acc_t<T>;
   __shared__ A scratch[32];
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = int64_t(blockDim.x) * VEC;
-  const A inv_total = total_weight ? A(1) / total_weight[0] : A(1);
+  const A inv_total = inv_total_weight ? inv_total_weight[0] : A(1);
   const A wsum = SMOOTH && weight ? block_sum(weight_partial_sum(weight, threadIdx.x, blockDim.x, xl.classes), scratch)
                                   : A(xl.classes);
   for (int64_t row = blockIdx.x; row < xl.rows; row += gridDim.x) {
     const RowTarget<A> tg = read_target(target, row, weight, xl.classes, ignore_index);
-    const RowGrad<A> rg = row_grad(grad, ld_grad, inv_total, tg, smoothing, xl.classes, wsum, row);
+    const RowGrad<A> rg = row_grad(grad, ld_grad, inv_total, tg, sm, wsum, row);
     row_write_grad<T, VEC, SMOOTH>(x + row_offset(xl, row), xl.ld_c, gx + row_offset(gl, row), gl.ld_c, weight, begin,
                                    step, xl.classes, lse[row], rg);
   }
@@ -345,7 +361,7 @@ cross_entropy_bwd_block_kernel(const T* __restrict__ grad, int64_t ld_grad, cons
 
 // ---- nll_loss forward: one thread per row gathers x[r, t]
 template <class T>
-__global__ void __launch_bounds__(kLossFlatThreads)
+__global__ void __launch_bounds__(kLossFlatThreads, 1)
 nll_loss_fwd_kernel(const T* __restrict__ x, ClassRows xl,  // log-probabilities, [N, C, D]
                const int64_t* __restrict__ target, const T* __restrict__ weight, int64_t ignore_index,
                LossOutput<T> out) {
@@ -367,12 +383,12 @@ nll_loss_fwd_kernel(const T* __restrict__ x, ClassRows xl,  // log-probabilities
 // Flat over contiguous [N, C, D]: element e = (n*C + c)*D + j belongs to row n*D + j.  VEC > 1 only when
 // D == 1 and C % VEC == 0, so a vector never straddles two rows.
 template <class T, int VEC>
-__global__ void __launch_bounds__(kLossFlatThreads)
-nll_loss_bwd_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>* __restrict__ total_weight,
+__global__ void __launch_bounds__(kLossFlatThreads, 1)
+nll_loss_bwd_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>* __restrict__ inv_total_weight,
                const int64_t* __restrict__ target, const T* __restrict__ weight, int64_t ignore_index,
                T* __restrict__ gx, int64_t rows, int64_t classes, int64_t inner) {  // gx: [N, C, D]
   using A = acc_t<T>;
-  const A inv_total = total_weight ? A(1) / total_weight[0] : A(1);
+  const A inv_total = inv_total_weight ? inv_total_weight[0] : A(1);
   const int64_t nvec = rows * classes / VEC;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nvec; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t e = i * VEC;
@@ -415,13 +431,13 @@ template <class T> void launch_loss_reduce(const LossOutput<T>& out, int64_t row
 
 template <class T, int VEC, bool SMOOTH>
 void cross_entropy_forward_launch(const CrossEntropyPlan& p, const T* x, ClassRows xl, const int64_t* target, const T* weight,
-                         int64_t ignore_index, acc_t<T> smoothing, const LossOutput<T>& out, acc_t<T>* lse,
+                         int64_t ignore_index, Smoothing<acc_t<T>> sm, const LossOutput<T>& out, acc_t<T>* lse,
                          Stream stream) {
   if (p.variant == CrossEntropyVariant::WarpPerRow)
-    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_fwd_warp_kernel<T, VEC, SMOOTH>)(x, xl, target, weight, ignore_index, smoothing,
+    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_fwd_warp_kernel<T, VEC, SMOOTH>)(x, xl, target, weight, ignore_index, sm,
                                                                       out, lse);
   else
-    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_fwd_block_kernel<T, VEC, SMOOTH>)(x, xl, target, weight, ignore_index, smoothing,
+    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_fwd_block_kernel<T, VEC, SMOOTH>)(x, xl, target, weight, ignore_index, sm,
                                                                        out, lse);
 }
 
@@ -440,7 +456,7 @@ const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* targe
   // the smoothing sum reads weight[c .. c+VEC) element by element: no alignment needed
   const CrossEntropyPlan p = cross_entropy_plan(xl.rows, xl.classes, sizeof(T), classes_vectorizable(x, xl));
   if (plan_out) *plan_out = p;
-  const acc_t<T> eps = acc_t<T>(smoothing);
+  const Smoothing<acc_t<T>> eps = smoothing_coefficients<acc_t<T>>(smoothing, xl.classes);
   if (xl.rows > 0) {
     if (p.vec == V) {
       if (smooth) cross_entropy_forward_launch<T, V, true>(p, x, xl, target, weight, ignore_index, eps, out, lse, stream);
@@ -455,19 +471,19 @@ const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* targe
 }
 
 template <class T, int VEC, bool SMOOTH>
-void cross_entropy_backward_launch(const CrossEntropyPlan& p, const T* grad, int64_t ld_grad, const acc_t<T>* total_weight, const T* x,
+void cross_entropy_backward_launch(const CrossEntropyPlan& p, const T* grad, int64_t ld_grad, const acc_t<T>* inv_total, const T* x,
                           ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
-                          acc_t<T> smoothing, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream) {
+                          Smoothing<acc_t<T>> sm, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream) {
   if (p.variant == CrossEntropyVariant::WarpPerRow)
-    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_bwd_warp_kernel<T, VEC, SMOOTH>)(grad, ld_grad, total_weight, x, xl, target,
-                                                                      weight, ignore_index, smoothing, lse, gx, gl);
+    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_bwd_warp_kernel<T, VEC, SMOOTH>)(grad, ld_grad, inv_total, x, xl, target,
+                                                                      weight, ignore_index, sm, lse, gx, gl);
   else
-    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_bwd_block_kernel<T, VEC, SMOOTH>)(grad, ld_grad, total_weight, x, xl, target,
-                                                                       weight, ignore_index, smoothing, lse, gx, gl);
+    PYOPS_LAUNCH(p.cfg, stream, cross_entropy_bwd_block_kernel<T, VEC, SMOOTH>)(grad, ld_grad, inv_total, x, xl, target,
+                                                                       weight, ignore_index, sm, lse, gx, gl);
 }
 
 template <class T>
-const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* total_weight, const T* x,
+const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const T* x,
                                    ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
                                    double smoothing, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream,
                                    CrossEntropyPlan* plan_out) {
@@ -476,13 +492,21 @@ const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T
   const CrossEntropyPlan p = cross_entropy_plan(xl.rows, xl.classes, sizeof(T), classes_vectorizable(x, xl) && classes_vectorizable(gx, gl));
   if (plan_out) *plan_out = p;
   if (xl.rows == 0 || xl.classes == 0) return nullptr;
-  const acc_t<T> eps = acc_t<T>(smoothing);
+  const Smoothing<acc_t<T>> eps = smoothing_coefficients<acc_t<T>>(smoothing, xl.classes);
   if (p.vec == V) {
-    if (smooth) cross_entropy_backward_launch<T, V, true>(p, grad, ld_grad, total_weight, x, xl, target, weight, ignore_index, eps, lse, gx, gl, stream);
-    else cross_entropy_backward_launch<T, V, false>(p, grad, ld_grad, total_weight, x, xl, target, weight, ignore_index, eps, lse, gx, gl, stream);
+    if (smooth)
+      cross_entropy_backward_launch<T, V, true>(p, grad, ld_grad, inv_total_weight, x, xl, target, weight,
+                                                ignore_index, eps, lse, gx, gl, stream);
+    else
+      cross_entropy_backward_launch<T, V, false>(p, grad, ld_grad, inv_total_weight, x, xl, target, weight,
+                                                 ignore_index, eps, lse, gx, gl, stream);
   } else {
-    if (smooth) cross_entropy_backward_launch<T, 1, true>(p, grad, ld_grad, total_weight, x, xl, target, weight, ignore_index, eps, lse, gx, gl, stream);
-    else cross_entropy_backward_launch<T, 1, false>(p, grad, ld_grad, total_weight, x, xl, target, weight, ignore_index, eps, lse, gx, gl, stream);
+    if (smooth)
+      cross_entropy_backward_launch<T, 1, true>(p, grad, ld_grad, inv_total_weight, x, xl, target, weight,
+                                                ignore_index, eps, lse, gx, gl, stream);
+    else
+      cross_entropy_backward_launch<T, 1, false>(p, grad, ld_grad, inv_total_weight, x, xl, target, weight,
+                                                 ignore_index, eps, lse, gx, gl, stream);
   }
   return launch_status();
 }
@@ -497,7 +521,7 @@ const char* nll_loss_forward(const T* x, ClassRows xl, const int64_t* target, co
 }
 
 template <class T>
-const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* total_weight, const int64_t* target,
+const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const int64_t* target,
                               const T* weight, int64_t ignore_index, T* gx, int64_t rows, int64_t classes,
                               int64_t inner, Stream stream, int* vec_out) {
   constexpr int V = 16 / sizeof(T);
@@ -506,10 +530,10 @@ const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* to
   const int64_t n = rows * classes;
   if (n == 0) return nullptr;
   if (vec)
-    PYOPS_LAUNCH(flat_config(n / V), stream, nll_loss_bwd_kernel<T, V>)(grad, ld_grad, total_weight, target, weight,
+    PYOPS_LAUNCH(flat_config(n / V), stream, nll_loss_bwd_kernel<T, V>)(grad, ld_grad, inv_total_weight, target, weight,
                                                                   ignore_index, gx, rows, classes, inner);
   else
-    PYOPS_LAUNCH(flat_config(n), stream, nll_loss_bwd_kernel<T, 1>)(grad, ld_grad, total_weight, target, weight,
+    PYOPS_LAUNCH(flat_config(n), stream, nll_loss_bwd_kernel<T, 1>)(grad, ld_grad, inv_total_weight, target, weight,
                                                               ignore_index, gx, rows, classes, inner);
   return launch_status();
 }
