@@ -148,6 +148,9 @@ def extensions():
     ]
     cxx = ["-O3", "-std=c++20", "-Wall", "-Wno-unknown-pragmas"]
     cpu_flags = ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"] if avx2 else []
+    # at::parallel_for is OpenMP in the headers (ATen/ParallelOpenMP.h): without -fopenmp it silently runs
+    # on one thread.  The extension then uses the libgomp torch has already loaded.
+    cpu_flags += ["-fopenmp"]
     nvcc = ["-O3", "-std=c++17", "--Werror", "all-warnings", "-lineinfo"]
     incs = [ROOT]
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
@@ -155,10 +158,11 @@ def extensions():
     if build_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=ROOT)) + ["csrc/cuda/kernels.cu"]
         exts.append(CUDAExtension("pyops._C", sources, include_dirs=incs, define_macros=info,
-                                  extra_compile_args={"cxx": cxx + cpu_flags, "nvcc": nvcc}))
+                                  extra_compile_args={"cxx": cxx + cpu_flags, "nvcc": nvcc},
+                                  extra_link_args=["-fopenmp"]))
     else:
         exts.append(CppExtension("pyops._C", sources, include_dirs=incs, define_macros=info,
-                                 extra_compile_args={"cxx": cxx + cpu_flags}))
+                                 extra_compile_args={"cxx": cxx + cpu_flags}, extra_link_args=["-fopenmp"]))
     if build_sim:
         # cuda_inc after torch's own include dirs; csrc/sim for simt.h and the wmma stand-in <mma.h>.
         sim_sources = sim_wrappers(os.path.join(ROOT, "build", "sim_sources")) + ["csrc/sim/kernels.cpp"]

@@ -40,6 +40,16 @@ PYOPS_LIBRARY(m) {
   m.def("linear_relu_fwd(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
   m.def("linear_relu_bwd(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
         "-> (Tensor, Tensor, Tensor)");
+
+  // nll_loss / cross_entropy: input (C), (N, C) or (N, C, d1, ...); int64 target (), (N) or (N, d1, ...);
+  // reduction 0 none, 1 mean, 2 sum; lse and total_weight are what the backward needs (csrc/cross_entropy.h)
+  m.def("nll_loss_fwd(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index) -> (Tensor, Tensor)");
+  m.def("nll_loss_bwd(Tensor grad_loss, Tensor input, Tensor target, Tensor? weight, Tensor total_weight, "
+        "int reduction, int ignore_index) -> Tensor");
+  m.def("cross_entropy_fwd(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
+        "float label_smoothing) -> (Tensor, Tensor, Tensor)");
+  m.def("cross_entropy_bwd(Tensor grad_loss, Tensor input, Tensor target, Tensor? weight, Tensor lse, "
+        "Tensor total_weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 }
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.

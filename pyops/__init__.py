@@ -12,6 +12,7 @@ from .softmax import log_softmax, softmax
 from . import optim  # noqa: E402  (pyops.optim.Adam, pyops.optim.AdamW)
 from .linear_relu import linear, linear_relu
 from . import nn
+from .cross_entropy import cross_entropy, nll_loss
 
 __all__ = [
     "BACKENDS",
@@ -25,4 +26,6 @@ __all__ = [
     "linear",
     "linear_relu",
     "nn",
+    "cross_entropy",
+    "nll_loss",
 ]

@@ -11,6 +11,8 @@ import os
 
 import torch
 
+from . import _ops
+
 #: every name ``backend=`` accepts
 BACKENDS = ("auto", "cuda", "triton", "cpu", "cuda-sim", "torch")
 
@@ -66,16 +68,15 @@ def resolve(backend: str | None, device: torch.device, op: str) -> str:
         hit = _RESOLVED.get((requested, device))
         if hit is not None:
             return hit
-    from . import _ops
-
     name = check_name(requested)
     if name == "auto":
-        if device.type == "cuda":
+        dev = device.type
+        if dev == "cuda":
             name = "cuda"
-        elif device.type == "cpu":
+        elif dev == "cpu":
             name = "cpu"
         else:
-            raise BackendError(f"{op}: no pyops backend runs on {device.type} tensors; use backend='torch'")
+            raise BackendError(f"{op}: no pyops backend runs on {dev} tensors; use backend='torch'")
     why = _ops.unavailable_reason(name, device)
     if why:
         raise BackendError(f"{op}: backend {name!r} cannot run here: {why}")

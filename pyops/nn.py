@@ -1,10 +1,14 @@
-"""Modules: drop-ins for torch.nn layers, computed by pyops' kernels.
+"""Modules: drop-ins for torch.nn layers and losses, computed by pyops' kernels.
 
 ``Linear`` and ``LinearReLU`` subclass :class:`torch.nn.Linear`: the same constructor, parameter names
 (``weight``, ``bias``), initialization (``reset_parameters``, so the same seed draws the same numbers)
 and ``state_dict`` -- a model swaps ``nn.Linear`` + ``nn.ReLU`` for ``LinearReLU`` and loads its old
 checkpoints unchanged.  ``backend=`` (keyword-only) picks the backend for every call; ``None`` follows
 :func:`pyops.use_backend` / ``PYOPS_BACKEND`` at call time.
+
+``Softmax`` / ``LogSoftmax`` and the losses ``NLLLoss`` / ``CrossEntropyLoss`` subclass their torch
+modules the same way: PyTorch's constructor arguments, defaults (the deprecated ``size_average`` /
+``reduce`` included) and ``weight`` buffer; only ``forward`` differs.
 """
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from typing import Optional
 
 import torch
 
+from .cross_entropy import cross_entropy, nll_loss
 from .linear_relu import linear, linear_relu
+from .softmax import log_softmax, softmax
 
-__all__ = ["Linear", "LinearReLU"]
+__all__ = ["CrossEntropyLoss", "Linear", "LinearReLU", "LogSoftmax", "NLLLoss", "Softmax"]
 
 
 class Linear(torch.nn.Linear):
@@ -37,3 +43,62 @@ class LinearReLU(Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return linear_relu(input, self.weight, self.bias, backend=self.backend)
+
+
+class Softmax(torch.nn.Softmax):
+    """``torch.nn.Softmax`` computed by :func:`pyops.softmax`."""
+
+    def __init__(self, dim: Optional[int] = None, *, backend: Optional[str] = None) -> None:
+        super().__init__(dim)
+        self.backend = backend
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return softmax(input, self.dim, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.backend is None else f", backend={self.backend!r}")
+
+
+class LogSoftmax(torch.nn.LogSoftmax):
+    """``torch.nn.LogSoftmax`` computed by :func:`pyops.log_softmax`."""
+
+    def __init__(self, dim: Optional[int] = None, *, backend: Optional[str] = None) -> None:
+        super().__init__(dim)
+        self.backend = backend
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return log_softmax(input, self.dim, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.backend is None else f", backend={self.backend!r}")
+
+class NLLLoss(torch.nn.NLLLoss):
+    """:class:`torch.nn.NLLLoss` computed by :func:`pyops.nll_loss`."""
+
+    def __init__(self, weight: Optional[torch.Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", *, backend: Optional[str] = None) -> None:
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+        self.backend = backend
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                        backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}" if self.backend else ""
+
+
+class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+    """:class:`torch.nn.CrossEntropyLoss` (class-index targets) computed by the fused :func:`pyops.cross_entropy`."""
+
+    def __init__(self, weight: Optional[torch.Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
+                 reduction: str = "mean", label_smoothing: float = 0.0, *, backend: Optional[str] = None) -> None:
+        super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        self.backend = backend
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend!r}" if self.backend else ""

@@ -6,3 +6,4 @@
 #include "kernels/cuda/softmax.cuh"
 #include "kernels/cuda/adam.cuh"
 #include "kernels/cuda/linear_relu.cuh"
+#include "kernels/cuda/cross_entropy.cuh"

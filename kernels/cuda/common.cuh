@@ -64,6 +64,22 @@ inline const char* launch_status() {
 inline const char* launch_status() { return nullptr; }
 #endif
 
+// PYOPS_DEVICE_REQUIRE(cond, "message"): a check of data the host never looked at (e.g. a class index
+// read by the kernel).  Costs one compare and a never-taken branch; no host synchronization.
+//   nvcc      __assert_fail, exactly what device-side assert() does: the kernel prints the message
+//             with the failing block/thread and stops; the launch fails with cudaErrorAssert ("device-side
+//             assert triggered"), reported by the next synchronizing CUDA call, and the CUDA context is
+//             unusable afterwards (as with PyTorch's own CUDA_KERNEL_ASSERT).
+//   emulator  the launch stops and the glue raises a Python RuntimeError carrying the message.
+// `message` must be a string literal.
+#if defined(__CUDACC__)
+#include <assert.h>
+#define PYOPS_DEVICE_REQUIRE(cond, message) \
+  ((cond) ? (void)0 : __assert_fail(message, __FILE__, static_cast<unsigned>(__LINE__), __func__))
+#elif defined(PYOPS_SIM_DEVICE)
+#define PYOPS_DEVICE_REQUIRE(cond, message) ((cond) ? (void)0 : ::simt::fail(message))
+#endif
+
 // Explicit instantiation lists: each kernel header ends with PYOPS_FOR_EACH_FLOAT(ITS_INSTANTIATION)
 // under PYOPS_INSTANTIATE, defined only by the one translation unit that compiles the device code.
 #define PYOPS_FOR_EACH_FLOAT(X) X(float) X(double) X(__half) X(__nv_bfloat16)
@@ -73,6 +89,37 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 inline unsigned next_pow2(uint64_t v) {
   unsigned p = 1;
   while (p < v) p <<= 1;
+  return p;
+}
+
+// ---- the plan of the row-reduction kernels (softmax.cuh, cross_entropy.cuh): who owns a row of `cols` elements.
+//   warp per row   cols <= 1024: block (32, 4), warp threadIdx.y owns one row, 4 rows per block
+//   block per row  cols > 1024: 128..1024 threads (about 8 vector accesses per thread per pass)
+// Grids are grid-stride beyond 2^20 blocks.  vec: elements per access, 16 / elem_size when `vec_ok`, else 1.
+enum class RowVariant : int { WarpPerRow = 0, BlockPerRow = 1 };
+constexpr int64_t kRowWarpMaxCols = 1024;  // longest row a single warp handles
+constexpr unsigned kRowsPerWarpBlock = 4;  // warps (rows) per block in the warp variant
+constexpr int64_t kMaxGrid = 1 << 20;      // grid-stride beyond this many blocks
+
+struct RowPlan {
+  RowVariant variant;
+  int vec;  // elements per access: 1 or 16 / elem_size
+  LaunchConfig cfg;
+};
+
+inline RowPlan row_plan(int64_t rows, int64_t cols, int elem_size, bool vec_ok) {
+  RowPlan p{};
+  p.vec = vec_ok ? 16 / elem_size : 1;
+  if (cols <= kRowWarpMaxCols) {
+    p.variant = RowVariant::WarpPerRow;
+    p.cfg.block = dim3(32, kRowsPerWarpBlock);
+    p.cfg.grid = dim3(unsigned(std::min<int64_t>(ceil_div(rows, kRowsPerWarpBlock), kMaxGrid)));
+  } else {
+    p.variant = RowVariant::BlockPerRow;
+    const unsigned t = next_pow2(uint64_t(ceil_div(cols, int64_t(p.vec) * 8)));
+    p.cfg.block = dim3(std::min(1024u, std::max(128u, t)));
+    p.cfg.grid = dim3(unsigned(std::min<int64_t>(rows, kMaxGrid)));
+  }
   return p;
 }
 
@@ -137,6 +184,63 @@ template <class A> __device__ __forceinline__ A block_sum(A v, A* scratch) {
   v = scratch[0];
   __syncthreads();
   return v;
+}
+
+// ---- online softmax statistics: the running pair (m, s) = (max, sum of exp(x - m)) of a set of values,
+// built one value at a time and merged across threads without a second pass over the data.
+// When a larger value arrives, the sum is rescaled: s <- s * exp(m_old - m_new) + 1.  -inf values add
+// nothing; a set of only -inf values ends as (-inf, 0).  Used by softmax.cuh and cross_entropy.cuh.
+
+// Running (max, sum-of-exp) pair: add one value.
+template <class A> __device__ __forceinline__ void online_add(A& m, A& s, A v) {
+  if (v > m) {
+    s = s * exp_(m - v) + A(1);  // m == -inf: s is 0 and exp(-inf) is 0
+    m = v;
+  } else if (v != neg_inf<A>()) {  // skip -inf: exp(-inf - m) adds 0, and m == -inf would give NaN
+    s += exp_(v - m);              // NaN input: lands here and propagates
+  }
+}
+// Merge another thread's pair into (m, s).  A pair (-inf, 0) adds nothing; a NaN sum always propagates (a
+// thread whose values were NaN only still has m2 == -inf, and dropping it would lose the NaN).
+template <class A> __device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
+  if (m2 > m) {
+    s = s * exp_(m - m2) + s2;
+    m = m2;
+  } else if (m2 != neg_inf<A>() || s2 != A(0)) {
+    s += s2 * exp_(m2 - m);
+  }
+}
+template <class A> __device__ __forceinline__ void warp_online_merge(A& m, A& s) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const A m2 = __shfl_xor_sync(FULL_MASK, m, off);
+    const A s2 = __shfl_xor_sync(FULL_MASK, s, off);
+    online_merge(m, s, m2, s2);
+  }
+}
+// Block-wide merge; every thread gets the block's pair.  part_m / part_s: 32 values each in shared
+// memory, reusable as soon as this returns (the trailing barrier).  blockDim.x a multiple of 32.
+template <class A> __device__ __forceinline__ void block_online_merge(A& m, A& s, A* part_m, A* part_s) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  warp_online_merge(m, s);
+  if (lane == 0) {
+    part_m[warp] = m;
+    part_s[warp] = s;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    m = lane < nwarps ? part_m[lane] : neg_inf<A>();
+    s = lane < nwarps ? part_s[lane] : A(0);
+    warp_online_merge(m, s);
+    if (lane == 0) {
+      part_m[0] = m;
+      part_s[0] = s;
+    }
+  }
+  __syncthreads();
+  m = part_m[0];
+  s = part_s[0];
+  __syncthreads();
 }
 
 // Dynamic shared memory of the running block, as an array of T (size chosen by the plan).

@@ -27,35 +27,14 @@
 
 namespace pyops::cuda {
 
-enum class SoftmaxVariant : int { WarpPerRow = 0, BlockPerRow = 1 };
-constexpr int64_t kSoftmaxWarpMaxCols = 1024;  // longest row a single warp handles
-constexpr unsigned kSoftmaxRowsPerBlock = 4;   // warps (rows) per block in the warp variant
-constexpr int64_t kSoftmaxMaxGrid = 1 << 20;   // grid-stride beyond this many blocks
-
-struct SoftmaxPlan {
-  SoftmaxVariant variant;
-  int vec;  // elements per access: 1 or 16 / sizeof(T)
-  LaunchConfig cfg;
-};
-
-// The one place that chooses variant, vector width, grid and block -- for the real launch, the
-// emulated launch and the tests alike.  `vec_ok`: all pointers 16-byte aligned and cols and every
-// row stride a multiple of 16 / elem_size.
+// Variant, vector width, grid and block: the row-reduction plan of common.cuh (row_plan), which
+// cross_entropy.cuh uses too.  The one place that chooses -- for the real launch, the emulated launch
+// and the tests alike.  `vec_ok`: all pointers 16-byte aligned and cols and every row stride a
+// multiple of 16 / elem_size.
+using SoftmaxVariant = RowVariant;
+using SoftmaxPlan = RowPlan;
 inline SoftmaxPlan softmax_plan(int64_t rows, int64_t cols, int elem_size, bool vec_ok) {
-  SoftmaxPlan p{};
-  p.vec = vec_ok ? 16 / elem_size : 1;
-  if (cols <= kSoftmaxWarpMaxCols) {
-    p.variant = SoftmaxVariant::WarpPerRow;
-    p.cfg.block = dim3(32, kSoftmaxRowsPerBlock);
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(ceil_div(rows, kSoftmaxRowsPerBlock), kSoftmaxMaxGrid)));
-  } else {
-    p.variant = SoftmaxVariant::BlockPerRow;
-    // about 8 vector accesses per thread per pass, 128..1024 threads
-    unsigned t = next_pow2(uint64_t(ceil_div(cols, int64_t(p.vec) * 8)));
-    p.cfg.block = dim3(std::min(1024u, std::max(128u, t)));
-    p.cfg.grid = dim3(unsigned(std::min<int64_t>(rows, kSoftmaxMaxGrid)));
-  }
-  return p;
+  return row_plan(rows, cols, elem_size, vec_ok);
 }
 
 // Raw-pointer entry points called by the glue (csrc/cuda/softmax.cpp).  ld* are row strides in
@@ -68,33 +47,6 @@ const char* softmax_backward(const T* grad_y, int64_t ldg, const T* y, int64_t l
                              int64_t rows, int64_t cols, bool log, Stream stream, SoftmaxPlan* plan_out = nullptr);
 
 #if defined(PYOPS_DEVICE_CODE)
-
-// Running (max, sum-of-exp) pair: add one value.
-template <class A> __device__ __forceinline__ void online_add(A& m, A& s, A v) {
-  if (v > m) {
-    s = s * exp_(m - v) + A(1);  // m == -inf: s is 0 and exp(-inf) is 0
-    m = v;
-  } else if (v != neg_inf<A>()) {  // skip -inf: exp(-inf - m) adds 0, and m == -inf would give NaN
-    s += exp_(v - m);              // NaN input: lands here and propagates
-  }
-}
-// Merge another thread's pair into (m, s).
-template <class A> __device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
-  if (m2 > m) {
-    s = s * exp_(m - m2) + s2;
-    m = m2;
-  } else if (m2 != neg_inf<A>()) {
-    s += s2 * exp_(m2 - m);
-  }
-}
-template <class A> __device__ __forceinline__ void warp_online_merge(A& m, A& s) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const A m2 = __shfl_xor_sync(FULL_MASK, m, off);
-    const A s2 = __shfl_xor_sync(FULL_MASK, s, off);
-    online_merge(m, s, m2, s2);
-  }
-}
 
 // Statistics pass over one row, [begin, cols) in steps of `step` (per-thread part only).
 template <class T, int VEC>
@@ -201,31 +153,12 @@ softmax_fwd_block_kernel(const T* __restrict__ x, int64_t ldx,  // [rows, cols]
                          int64_t rows, int64_t cols) {
   using A = acc_t<T>;
   __shared__ A part_m[32], part_s[32];  // one (max, sum) pair per warp
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = int64_t(blockDim.x) * VEC;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * ldx;
     A m = neg_inf<A>(), s = 0;
     row_online_stats<T, VEC>(xr, begin, step, cols, m, s);
-    warp_online_merge(m, s);
-    if (lane == 0) {
-      part_m[warp] = m;
-      part_s[warp] = s;
-    }
-    __syncthreads();
-    if (warp == 0) {
-      m = lane < nwarps ? part_m[lane] : neg_inf<A>();
-      s = lane < nwarps ? part_s[lane] : A(0);
-      warp_online_merge(m, s);
-      if (lane == 0) {
-        part_m[0] = m;
-        part_s[0] = s;
-      }
-    }
-    __syncthreads();
-    m = part_m[0];
-    s = part_s[0];
-    __syncthreads();  // part_* are rewritten by the next row
+    block_online_merge(m, s, part_m, part_s);
     row_write_output<T, VEC, LOG>(xr, y + row * ldy, begin, step, cols, m, s);
   }
 }

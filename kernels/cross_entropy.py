@@ -1,0 +1,331 @@
+"""Triton nll_loss and fused cross-entropy (log-softmax + NLL in one pass), forward and backward.
+
+Math (derivation in kernels/cuda/cross_entropy.cuh), row r with logits x, target t, class weights w
+(1 without weight), eps = label smoothing, W = sum_c w_c:
+    lse     = log sum_c exp(x_c)                       (online: running max and rescaled sum)
+    nll     loss_r = -w_t x_t
+    xent    loss_r = (1 - eps) w_t (lse - x_t) + eps / C * ((lse - ref) W - sum_c w_c (x_c - ref)),  ref = x_t
+    mean = sum_r loss_r / sum_r w_t(r) over non-ignored rows; sum; none
+    backward  dx_c = g * ((a + b W) p_c - a [c == t] - b w_c),  p_c = exp(x_c - lse),  a = (1-eps) w_t,  b = eps / C
+              nll: dx_c = -g w_t [c == t]
+
+Decomposition -- the CUDA kernels side by side:
+    cross-entropy forward   one program per row, a loop over column blocks of BLOCK (one iteration when
+                            C <= MAX_BLOCK): per block, its max, then sum exp(x - new max), merged into the
+                            row's scalar (max, sum).  One read of the row, one exp per element; the program
+                            stores lse (one float) and the row's loss -- CUDA: a warp or a block per row.
+    cross-entropy backward  one program per row, the same column loop, one read of x and one write of dx.
+    reduce (mean, sum)      one program folds the [2, rows] per-row (loss, weight) pairs.
+    nll forward / backward  BLOCK rows / BLOCK gradient elements per program.
+The input is seen as [N, C, D] with strides (row r = n*D + j), like the CUDA ClassRows, so no copy is made.
+Accumulation in float32 (float64 for float64 input).  The label smoothing arrives as a float32 scalar
+(Triton's type for a Python float), so float64 rows see eps rounded to float32 -- in forward and backward alike.
+
+Target check: a target outside [0, C) that is not ignore_index trips tl.device_assert.  Triton compiles
+device asserts only with debug=True, so on a GPU the launches pass debug=True (sanitize_overflow=False keeps
+the other debug checks out); the interpreter never runs device asserts, so for CPU tensors the launcher checks
+the targets with torch first (CPU tensors: no device synchronization involved).
+"""
+import torch
+import triton
+import triton.language as tl
+
+from . import count_launch
+
+MAX_BLOCK = 4096    # widest column block of the row kernels
+FLAT_BLOCK = 1024   # rows / elements per program of the nll kernels
+REDUCE_BLOCK = 1024
+
+
+@triton.jit
+def _row_base(x_ptr, row, inner, ld_n, ld_d):
+    return x_ptr + (row // inner) * ld_n + (row % inner) * ld_d
+
+
+@triton.jit
+def _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT: tl.constexpr, ACC: tl.constexpr):
+    """(t clamped to a safe index, valid, w_t or 1 or 0) of one row or a vector of rows."""
+    t = tl.load(t_ptr + row)
+    valid = t != ignore_index
+    in_bounds = (t >= 0) & (t < C)
+    tl.device_assert(~valid | in_bounds,
+                     "nll_loss/cross_entropy: target out of bounds (expected a class index in [0, C) or ignore_index)")
+    t_safe = tl.where(valid & in_bounds, t, 0)  # loads stay in bounds whatever the assert does
+    if HAS_WEIGHT:
+        w_t = tl.where(valid, tl.load(w_ptr + t_safe).to(ACC), 0.0)
+    else:
+        w_t = tl.where(valid, 1.0, 0.0).to(ACC)
+    return t_safe, valid, w_t
+
+
+@triton.jit
+def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D]: row r = (r // D, r % D)
+                             t_ptr, w_ptr, ignore_index, C, rows,  # target [rows] int64; weight [C] (if HAS_WEIGHT)
+                             smoothing,
+                             out_ptr,   # loss [rows] (reduction none) or partials [2, rows] (REDUCE)
+                             lse_ptr,   # [rows], ACC
+                             HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, REDUCE: tl.constexpr,
+                             ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = _row_base(x_ptr, row, inner, ld_n, ld_d)
+    t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+    x_t = tl.where(valid, tl.load(x_row + t * ld_c).to(ACC), 0.0)
+    ref = tl.where(x_t - x_t == 0.0, x_t, 0.0)  # x_t if finite: the shift of the smoothing sum
+    offs = tl.arange(0, BLOCK)
+    ninf = -float("inf")
+    m = tl.max(tl.full([BLOCK], ninf, ACC), axis=0)  # scalar (max, sum, smoothing sums) of the row so far
+    s = tl.sum(tl.zeros([BLOCK], ACC), axis=0)
+    d = s
+    w_sum = s
+    for start in range(0, C, BLOCK):
+        cols = start + offs
+        mask = cols < C
+        x = tl.load(x_row + cols * ld_c, mask=mask, other=ninf).to(ACC)
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        # rescale the old sum (factor 1 when the max did not move, also for -inf == -inf), add the block's
+        # terms against the new max (an -inf entry adds 0; guarded because -inf - -inf is NaN)
+        s = s * tl.where(m == m_new, 1.0, tl.exp(m - m_new)) + tl.sum(tl.where(x == ninf, 0.0, tl.exp(x - m_new)), axis=0)
+        m = m_new
+        if SMOOTH:
+            xs = tl.where(mask, x - ref, 0.0)
+            if HAS_WEIGHT:
+                w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(ACC)
+                d += tl.sum(w * xs, axis=0)
+                w_sum += tl.sum(w, axis=0)
+            else:
+                d += tl.sum(xs, axis=0)
+    lse = m + tl.log(s)
+    tl.store(lse_ptr + row, lse)
+    loss = (1.0 - smoothing) * w_t * (lse - x_t)
+    if SMOOTH:
+        if not HAS_WEIGHT:
+            w_sum = tl.full([], C, ACC)
+        loss += smoothing / C * ((lse - ref) * w_sum - d)
+    loss = tl.where(valid, loss, 0.0)
+    if REDUCE:
+        tl.store(out_ptr + row, loss)
+        tl.store(out_ptr + rows + row, w_t)
+    else:
+        tl.store(out_ptr + row, loss.to(out_ptr.dtype.element_ty))
+
+
+@triton.jit
+def loss_reduce_kernel(part_ptr, rows, out_ptr, tw_ptr,  # partials [2, rows] -> loss [], total_weight [2]
+                       MEAN: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    loss = tl.zeros([BLOCK], ACC)
+    w = tl.zeros([BLOCK], ACC)
+    for start in range(0, rows, BLOCK):
+        mask = start + offs < rows
+        loss += tl.load(part_ptr + start + offs, mask=mask, other=0.0)
+        w += tl.load(part_ptr + rows + start + offs, mask=mask, other=0.0)
+    total = tl.sum(loss, axis=0)
+    w_total = tl.sum(w, axis=0)
+    if MEAN:
+        total = total / w_total  # all rows ignored: 0 / 0 = NaN, as PyTorch
+    tl.store(out_ptr, total.to(out_ptr.dtype.element_ty))
+    tl.store(tw_ptr, w_total)
+    tl.store(tw_ptr + 1, 1.0 / w_total)  # the backward's scale (as the CUDA kernels: no division per row)
+
+
+@triton.jit
+def _sum_weights(w_ptr, C, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    acc = tl.zeros([BLOCK], ACC)
+    for start in range(0, C, BLOCK):
+        acc += tl.load(w_ptr + start + offs, mask=start + offs < C, other=0.0).to(ACC)
+    return tl.sum(acc, axis=0)
+
+
+@triton.jit
+def cross_entropy_bwd_kernel(g_ptr, ld_g, tw_ptr,                # dL/dloss [rows] or [] (ld_g 0); total weight [2]
+                             x_ptr, inner, ld_n, ld_d, ld_c,    # logits [N, C, D]
+                             t_ptr, w_ptr, ignore_index, C, smoothing,
+                             lse_ptr,                           # [rows] from the forward
+                             gx_ptr,                            # dL/dx, contiguous [N, C, D]
+                             HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, MEAN: tl.constexpr,
+                             ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = _row_base(x_ptr, row, inner, ld_n, ld_d)
+    gx_row = _row_base(gx_ptr, row, inner, C * inner, 1)
+    t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+    g = tl.load(g_ptr + row * ld_g).to(ACC)
+    if MEAN:
+        g = g * tl.load(tw_ptr + 1)  # 1 / W_t
+    g = tl.where(valid, g, 0.0)  # an ignored row gets exactly 0, even when the total weight is 0
+    a = (1.0 - smoothing) * w_t
+    b = smoothing / C
+    if SMOOTH and HAS_WEIGHT:
+        w_sum = _sum_weights(w_ptr, C, ACC, BLOCK)  # W, recomputed per row (C cached loads)
+    else:
+        w_sum = tl.full([], C, ACC)
+    coef = g * (a + b * w_sum)
+    lse = tl.load(lse_ptr + row)
+    offs = tl.arange(0, BLOCK)
+    for start in range(0, C, BLOCK):
+        cols = start + offs
+        mask = cols < C
+        x = tl.load(x_row + cols * ld_c, mask=mask, other=0.0).to(ACC)
+        dx = coef * tl.exp(x - lse) - tl.where(cols == t, g * a, 0.0)
+        if SMOOTH:
+            if HAS_WEIGHT:
+                dx -= g * b * tl.load(w_ptr + cols, mask=mask, other=0.0).to(ACC)
+            else:
+                dx -= g * b
+        tl.store(gx_row + cols * inner, dx.to(gx_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def nll_loss_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c, t_ptr, w_ptr, ignore_index, C, rows,
+                        out_ptr,  # loss [rows] (none) or partials [2, rows] (REDUCE)
+                        HAS_WEIGHT: tl.constexpr, REDUCE: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    in_range = row < rows
+    row = tl.where(in_range, row, 0)
+    t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+    valid = valid & in_range
+    x = tl.load(_row_base(x_ptr, row, inner, ld_n, ld_d) + t * ld_c, mask=valid, other=0.0).to(ACC)
+    loss = tl.where(valid, -w_t * x, 0.0)
+    if REDUCE:
+        tl.store(out_ptr + row, loss, mask=in_range)
+        tl.store(out_ptr + rows + row, tl.where(valid, w_t, 0.0), mask=in_range)
+    else:
+        tl.store(out_ptr + row, loss.to(out_ptr.dtype.element_ty), mask=in_range)
+
+
+@triton.jit
+def nll_loss_bwd_kernel(g_ptr, ld_g, tw_ptr, t_ptr, w_ptr, ignore_index, C, inner, numel,
+                        gx_ptr,  # contiguous [N, C, D]: element e = (n*C + c)*D + j, row n*D + j
+                        HAS_WEIGHT: tl.constexpr, MEAN: tl.constexpr, ACC: tl.constexpr, BLOCK: tl.constexpr):
+    e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    in_range = e < numel
+    q = e // inner
+    c = q % C
+    row = (q // C) * inner + e % inner
+    row = tl.where(in_range, row, 0)
+    t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+    g = tl.load(g_ptr + row * ld_g).to(ACC)
+    if MEAN:
+        g = g * tl.load(tw_ptr + 1)  # 1 / W_t
+    dx = tl.where(valid & (c == t), -g * w_t, 0.0)
+    tl.store(gx_ptr + e, dx.to(gx_ptr.dtype.element_ty), mask=in_range)
+
+
+# ---------------------------------------------------------------- launchers
+def _acc(dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def row_block(C: int) -> int:
+    """Column block of the row kernels -- the one place that picks it."""
+    return min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
+
+
+def _num_warps(block):
+    return 4 if block <= 2048 else 8
+
+
+def _debug(t: torch.Tensor) -> dict:
+    # device asserts compiled in on a GPU (see the module docstring); the interpreter ignores these keys
+    return {"debug": True, "sanitize_overflow": False} if t.is_cuda else {}
+
+
+def _launch(kernel, grid, *args, **kw):
+    count_launch(kernel.fn.__name__ if hasattr(kernel, "fn") else kernel.__name__)
+    kernel[grid](*args, **kw)
+
+
+def cross_entropy_forward(x, layout, target, weight, ignore_index, smoothing, out, partials, lse, total_weight, mean):
+    """Row losses into ``out`` ([rows], reduction none) or, with ``partials`` [2, rows], the reduced loss into
+    ``out`` [] and ``total_weight`` []; lse [rows].  layout = (rows, C, D, ld_n, ld_d, ld_c)."""
+    rows, C, D, ld_n, ld_d, ld_c = layout
+    block = row_block(C)
+    acc = _acc(x.dtype)
+    reduce = partials is not None
+    if rows > 0:
+        _launch(cross_entropy_fwd_kernel, (rows,), x, D, ld_n, ld_d, ld_c, target,
+                weight if weight is not None else x, ignore_index, C, rows, float(smoothing),
+                partials if reduce else out, lse, HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0,
+                REDUCE=reduce, ACC=acc, BLOCK=block, num_warps=_num_warps(block), **_debug(x))
+    if reduce:
+        _launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc, BLOCK=REDUCE_BLOCK)
+
+
+def cross_entropy_backward(grad, ld_grad, total_weight, x, layout, target, weight, ignore_index, smoothing, lse, gx,
+                           mean):
+    rows, C, D, ld_n, ld_d, ld_c = layout
+    if rows == 0 or C == 0:
+        return
+    block = row_block(C)
+    _launch(cross_entropy_bwd_kernel, (rows,), grad, ld_grad, total_weight, x, D, ld_n, ld_d, ld_c, target,
+            weight if weight is not None else x, ignore_index, C, float(smoothing), lse, gx,
+            HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0, MEAN=mean, ACC=_acc(x.dtype), BLOCK=block,
+            num_warps=_num_warps(block), **_debug(x))
+
+
+def nll_loss_forward(x, layout, target, weight, ignore_index, out, partials, total_weight, mean):
+    rows, C, D, ld_n, ld_d, ld_c = layout
+    acc = _acc(x.dtype)
+    reduce = partials is not None
+    if rows > 0:
+        _launch(nll_loss_fwd_kernel, (triton.cdiv(rows, FLAT_BLOCK),), x, D, ld_n, ld_d, ld_c, target,
+                weight if weight is not None else x, ignore_index, C, rows, partials if reduce else out,
+                HAS_WEIGHT=weight is not None, REDUCE=reduce, ACC=acc, BLOCK=FLAT_BLOCK, **_debug(x))
+    if reduce:
+        _launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc, BLOCK=REDUCE_BLOCK)
+
+
+def nll_loss_backward(grad, ld_grad, total_weight, layout, target, weight, ignore_index, gx, mean):
+    rows, C, D = layout[:3]
+    numel = rows * C
+    if numel == 0:
+        return
+    _launch(nll_loss_bwd_kernel, (triton.cdiv(numel, FLAT_BLOCK),), grad, ld_grad, total_weight, target,
+            weight if weight is not None else gx, ignore_index, C, D, numel, gx, HAS_WEIGHT=weight is not None,
+            MEAN=mean, ACC=_acc(gx.dtype), BLOCK=FLAT_BLOCK, **_debug(gx))
+
+
+def aot_variants():
+    """Ahead-of-time compile targets for the build audit: the kernels with the block sizes and dtypes the
+    launchers use (see kernels/softmax.py)."""
+    ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+        p, acc = ptr[dtype], ("*fp64" if dtype == torch.float64 else "*fp32")
+        acc_tl = _acc(dtype)
+        for block in (16, 1024, MAX_BLOCK):
+            for smooth in (False, True):
+                yield {"kernel": cross_entropy_fwd_kernel,
+                       "signature": {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64",
+                                     "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64",
+                                     "smoothing": "fp32", "out_ptr": acc, "lse_ptr": acc, "HAS_WEIGHT": "constexpr",
+                                     "SMOOTH": "constexpr", "REDUCE": "constexpr", "ACC": "constexpr",
+                                     "BLOCK": "constexpr"},
+                       "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "REDUCE": True, "ACC": acc_tl,
+                                      "BLOCK": block},
+                       "num_warps": _num_warps(block), "expect_vector_loads": False}
+                yield {"kernel": cross_entropy_bwd_kernel,
+                       "signature": {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64",
+                                     "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p,
+                                     "ignore_index": "i64", "C": "i64", "smoothing": "fp32", "lse_ptr": acc,
+                                     "gx_ptr": p, "HAS_WEIGHT": "constexpr", "SMOOTH": "constexpr", "MEAN": "constexpr",
+                                     "ACC": "constexpr", "BLOCK": "constexpr"},
+                       "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "MEAN": True, "ACC": acc_tl,
+                                      "BLOCK": block},
+                       "num_warps": _num_warps(block), "expect_vector_loads": False}
+        yield {"kernel": loss_reduce_kernel,
+               "signature": {"part_ptr": acc, "rows": "i64", "out_ptr": p, "tw_ptr": acc, "MEAN": "constexpr",
+                             "ACC": "constexpr", "BLOCK": "constexpr"},
+               "constexprs": {"MEAN": True, "ACC": acc_tl, "BLOCK": REDUCE_BLOCK}, "num_warps": 4,
+               "expect_vector_loads": False}
+        yield {"kernel": nll_loss_fwd_kernel,
+               "signature": {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64",
+                             "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64", "out_ptr": acc,
+                             "HAS_WEIGHT": "constexpr", "REDUCE": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"},
+               "constexprs": {"HAS_WEIGHT": True, "REDUCE": True, "ACC": acc_tl, "BLOCK": FLAT_BLOCK},
+               "num_warps": 4, "expect_vector_loads": False}
+        yield {"kernel": nll_loss_bwd_kernel,
+               "signature": {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "t_ptr": "*i64", "w_ptr": p,
+                             "ignore_index": "i64", "C": "i64", "inner": "i64", "numel": "i64", "gx_ptr": p,
+                             "HAS_WEIGHT": "constexpr", "MEAN": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"},
+               "constexprs": {"HAS_WEIGHT": True, "MEAN": True, "ACC": acc_tl, "BLOCK": FLAT_BLOCK},
+               "num_warps": 4, "expect_vector_loads": False}
