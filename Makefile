@@ -1,7 +1,9 @@
 # pyops -- the commands a newcomer runs.  Each target does its own set-up.
 #   make setup   .venv with pinned dependencies, the compiled extensions, the Fashion-MNIST data (apt)
 #   make test    everything: C++ emulator self-tests (plain, ASan+UBSan, TSan), GPU build audit, pytest
-#   make bench   the benchmarks
+#   make bench   the main job: the MNIST MLP's training step, pyops vs stock PyTorch, on the best local
+#                dataset (python -m pyops bench auto; results/ gets results.md, .json and plots)
+#   make bench-ops   every op benchmark (bench/bench_*.py)
 # Faster iteration: `make build-cpu` rebuilds pyops._C without CUDA kernels (CI always builds CUDA).
 
 PYTHON_SYS ?= python3
@@ -15,7 +17,7 @@ SOURCES := setup.py pyproject.toml $(shell find csrc kernels -name '*.cpp' -o -n
 DEPS    := $(VENV)/.deps-installed
 BUILT   := build/.extensions-built
 
-.PHONY: setup build build-cpu test test-cpp test-py bench info data clean
+.PHONY: setup build build-cpu test test-cpp test-py bench bench-ops info data clean
 
 setup: build data
 
@@ -52,6 +54,9 @@ test-py: build
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PY) -m pyops bench auto
+
+bench-ops: setup
 	$(PY) bench/run_all.py
 
 info: build

@@ -7,13 +7,22 @@
 // `output` given to the backward means "the forward applied ReLU": its positive entries are the mask.
 // Gradients not asked for by output_mask come back as empty tensors of shape [0] (the schema has no
 // optional returns); grad_weight has weight's strides when weight is dense (e.g. a transposed view).
+//
+// And the whole MLP (L layers: 0..L-2 linear+ReLU, L-1 plain linear, the classifier MLP):
+//   mlp_fwd(input, weights[L], biases[L]) -> outputs[L]     outputs[i]: layer i's output
+//   mlp_bwd(grad_output, input, weights[L], outputs[L-1], output_mask[1+2L]) -> grads[1+2L]
+//                                                          (grad_input, grad_weight_0..L-1, grad_bias_0..L-1)
+// They run each backend's own layer functions in a C++ loop (mlp_forward / mlp_backward below): one
+// dispatched op and one autograd node each way for the whole network instead of one per layer.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/core/List.h>
 
 #include <array>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "csrc/common.h"
@@ -126,6 +135,71 @@ inline LinearGrads linear_grads(const at::Tensor& input, const at::Tensor& weigh
   return {output_mask[0] ? at::empty(input.sizes(), input.options()) : empty(),
           output_mask[1] ? at::empty_like(weight, at::MemoryFormat::Preserve) : empty(),
           output_mask[2] ? at::empty({weight.size(0)}, input.options()) : empty()};
+}
+
+// ---------------------------------------------------------------- whole MLP
+// Checks of the list arguments; each layer's own shapes are checked by the layer function, which names
+// the layer's op.  `outputs` are the hidden layers' outputs (the backward's ReLU masks and the next
+// layers' inputs), `mask` the gradients asked for: [input, weight_0..L-1, bias_0..L-1].
+inline void check_mlp_lists(const char* op, int64_t layers, int64_t biases, int64_t outputs = -1, int64_t mask = -1) {
+  TORCH_CHECK_VALUE(layers >= 1, op, ": expected at least one weight, got none");
+  TORCH_CHECK_VALUE(biases == layers, op, ": expected one bias (or None) per weight: ", layers, " weights, ", biases,
+                    " biases");
+  if (outputs >= 0)
+    TORCH_CHECK_VALUE(outputs == layers - 1, op, ": expected the ", layers - 1,
+                      " hidden outputs of the forward, got ", outputs);
+  if (mask >= 0)
+    TORCH_CHECK_VALUE(mask == 1 + 2 * layers, op, ": expected output_mask of length 1 + 2 * layers = ",
+                      1 + 2 * layers, ", got ", mask);
+}
+
+// outputs[i] = relu?(outputs[i-1] W_i^T + b_i) (outputs[-1] = input), ReLU on every layer but the last.
+// fwd(x, w, b, relu) is the backend's linear_relu_fwd.
+template <class Fwd>
+std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weights,
+                                    const c10::List<std::optional<at::Tensor>>& biases, Fwd&& fwd) {
+  const int64_t L = int64_t(weights.size());
+  check_mlp_lists("mlp", L, int64_t(biases.size()));
+  std::vector<at::Tensor> out;
+  out.reserve(size_t(L));
+  for (int64_t i = 0; i < L; ++i) {
+    const std::optional<at::Tensor> b = biases.get(size_t(i));
+    const at::Tensor& x = i == 0 ? input : out.back();
+    // the layer's own checks again, naming the layer ("mlp (layer 2): ..."); the backend's half support is its own
+    check_linear_args(x, weights[size_t(i)], b, ("mlp (layer " + std::to_string(i) + ")").c_str(), /*allow_half=*/true);
+    out.push_back(fwd(x, weights[size_t(i)], b, i + 1 < L));
+  }
+  return out;
+}
+
+// The layers' backward from the last to the first, each layer's grad_input the previous one's
+// grad_output; bwd(g, x, w, y?, mask[3]) is the backend's linear_relu_bwd.  Returns 1 + 2L tensors,
+// an empty [0] tensor where output_mask is false.
+template <class Bwd>
+std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,
+                                     at::TensorList outputs, const std::vector<bool>& mask, Bwd&& bwd) {
+  const int64_t L = int64_t(weights.size());
+  check_mlp_lists("mlp_backward", L, L, int64_t(outputs.size()), int64_t(mask.size()));
+  std::vector<at::Tensor> grads(size_t(1 + 2 * L));
+  // lowest: the lowest layer asked for a gradient (-1: the input).  Layer i computes its grad_input only
+  // when something below it needs it, and the layers below `lowest` do nothing.
+  int64_t lowest = mask[0] ? -1 : L;
+  for (int64_t i = 0; i < L && lowest == L; ++i)
+    if (mask[size_t(1 + i)] || mask[size_t(1 + L + i)]) lowest = i;
+  at::Tensor g = grad_output;
+  for (int64_t i = L - 1; i >= 0 && i >= lowest; --i) {
+    const bool need_x = lowest < i, need_w = mask[size_t(1 + i)], need_b = mask[size_t(1 + L + i)];
+    const at::Tensor& x = i == 0 ? input : outputs[size_t(i - 1)];
+    const std::optional<at::Tensor> y = i + 1 < L ? std::optional<at::Tensor>(outputs[size_t(i)]) : std::nullopt;
+    auto [gx, gw, gb] = bwd(g, x, weights[size_t(i)], y, std::array<bool, 3>{need_x, need_w, need_b});
+    grads[size_t(1 + i)] = std::move(gw);
+    grads[size_t(1 + L + i)] = std::move(gb);
+    g = std::move(gx);
+  }
+  grads[0] = mask[0] ? g : at::empty({0}, grad_output.options());
+  for (auto& t : grads)
+    if (!t.defined()) t = at::empty({0}, grad_output.options());
+  return grads;
 }
 
 }  // namespace pyops

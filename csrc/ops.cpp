@@ -40,6 +40,11 @@ PYOPS_LIBRARY(m) {
   m.def("linear_relu_fwd(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
   m.def("linear_relu_bwd(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
         "-> (Tensor, Tensor, Tensor)");
+  // a whole MLP (hidden layers linear+ReLU, the last plain linear) in one op each way: outputs[i] is
+  // layer i's output; the backward takes the hidden ones and returns (grad_input, grad_weights.., grad_biases..)
+  m.def("mlp_fwd(Tensor input, Tensor[] weights, Tensor?[] biases) -> Tensor[]");
+  m.def("mlp_bwd(Tensor grad_output, Tensor input, Tensor[] weights, Tensor[] outputs, bool[] output_mask) "
+        "-> Tensor[]");
 
   // nll_loss / cross_entropy: input (C), (N, C) or (N, C, d1, ...); int64 target (), (N) or (N, d1, ...);
   // reduction 0 none, 1 mean, 2 sum; lse and total_weight are what the backward needs (csrc/cross_entropy.h)

@@ -11,6 +11,7 @@ from ._ops import available_backends
 from .softmax import log_softmax, softmax
 from . import optim  # noqa: E402  (pyops.optim.Adam, pyops.optim.AdamW)
 from .linear_relu import linear, linear_relu
+from .mlp import mlp
 from . import nn
 from .cross_entropy import cross_entropy, nll_loss
 
@@ -25,6 +26,7 @@ __all__ = [
     "use_backend",
     "linear",
     "linear_relu",
+    "mlp",
     "nn",
     "cross_entropy",
     "nll_loss",

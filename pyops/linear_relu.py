@@ -75,9 +75,8 @@ def _as_matrix(t: torch.Tensor, rows: int) -> torch.Tensor:
     return t if t.dim() == 2 else t.reshape(rows, t.shape[-1])
 
 
-@torch.library.custom_op("pyops_triton::linear_relu_fwd", mutates_args=(),
-                         schema="(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor")
-def _triton_linear_fwd(input, weight, bias, relu):
+def triton_linear_fwd(input, weight, bias, relu):
+    """pyops_triton::linear_relu_fwd (also a layer of pyops_triton::mlp_fwd, pyops/mlp.py)."""
     from .kernels import linear_relu as k
 
     check_linear_args(_name(relu), input, weight, bias)
@@ -88,10 +87,8 @@ def _triton_linear_fwd(input, weight, bias, relu):
     return y
 
 
-@torch.library.custom_op("pyops_triton::linear_relu_bwd", mutates_args=(),
-                         schema="(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
-                                "-> (Tensor, Tensor, Tensor)")
-def _triton_linear_bwd(grad_output, input, weight, output, output_mask):
+def triton_linear_bwd(grad_output, input, weight, output, output_mask):
+    """pyops_triton::linear_relu_bwd (also a layer of pyops_triton::mlp_bwd)."""
     from .kernels import linear_relu as k
 
     op = "linear_relu_backward" if output is not None else "linear_backward"
@@ -112,6 +109,13 @@ def _triton_linear_bwd(grad_output, input, weight, output, output_mask):
     return gx, gw, gb
 
 
+_triton_linear_fwd = torch.library.custom_op(
+    "pyops_triton::linear_relu_fwd", mutates_args=(),
+    schema="(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor")(triton_linear_fwd)
+_triton_linear_bwd = torch.library.custom_op(
+    "pyops_triton::linear_relu_bwd", mutates_args=(),
+    schema="(Tensor grad_output, Tensor input, Tensor weight, Tensor? output, bool[3] output_mask) "
+           "-> (Tensor, Tensor, Tensor)")(triton_linear_bwd)
 _triton_linear_fwd.register_fake(_fake_fwd)
 _triton_linear_bwd.register_fake(_fake_bwd)
 

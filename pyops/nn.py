@@ -18,9 +18,10 @@ import torch
 
 from .cross_entropy import cross_entropy, nll_loss
 from .linear_relu import linear, linear_relu
+from .mlp import mlp
 from .softmax import log_softmax, softmax
 
-__all__ = ["CrossEntropyLoss", "Linear", "LinearReLU", "LogSoftmax", "NLLLoss", "Softmax"]
+__all__ = ["CrossEntropyLoss", "Linear", "LinearReLU", "LogSoftmax", "MLP", "NLLLoss", "Softmax"]
 
 
 class Linear(torch.nn.Linear):
@@ -43,6 +44,31 @@ class LinearReLU(Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return linear_relu(input, self.weight, self.bias, backend=self.backend)
+
+
+class MLP(torch.nn.Module):
+    """A classifier MLP computed by :func:`pyops.mlp`, one op each way for the whole network.
+
+    ``MLP((784, 256, 128, 64, 10))`` has ``layers.0`` .. ``layers.3``, each a :class:`Linear` with
+    ``torch.nn.Linear``'s parameters and init; ReLU follows every layer but the last.  The result equals
+    ``LinearReLU`` layers followed by a ``Linear`` (the same kernels per layer), with no per-layer
+    Python, autograd or dispatch cost."""
+
+    def __init__(self, sizes, bias: bool = True, device=None, dtype=None, *, backend: Optional[str] = None) -> None:
+        super().__init__()
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"MLP: expected sizes (in_features, ..., out_features) with at least 2 entries, "
+                             f"got {sizes}")
+        self.sizes, self.backend = sizes, backend
+        self.layers = torch.nn.ModuleList(Linear(a, b, bias, device=device, dtype=dtype, backend=backend)
+                                          for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return mlp(input, [l.weight for l in self.layers], [l.bias for l in self.layers], backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}" + ("" if self.backend is None else f", backend={self.backend!r}")
 
 
 class Softmax(torch.nn.Softmax):

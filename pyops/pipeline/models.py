@@ -8,8 +8,10 @@ Both models have the same parameter names (``hidden.<i>.weight/bias``, ``out.wei
 shapes as nn.Linear, so one state_dict (:func:`init_state`) gives both the same initial weights.
 
 The pyops model runs nothing but pyops ops -- no stock op stands in for a missing one:
-  hidden layers   pyops.nn.LinearReLU     (y = relu(x W^T + b), one fused op)
-  output layer    pyops.nn.Linear
+  layers          pyops.mlp: the whole 784-256-128-64-10 network (hidden layers linear+ReLU, the
+                  output layer linear) as ONE op forward and ONE op backward, over the parameters
+                  of pyops.nn.LinearReLU / pyops.nn.Linear modules (the same kernels per layer;
+                  the modules give the parameters their names and nn.Linear's init)
   loss            pyops.log_softmax + pyops.nll_loss  (loss="nll", the seed's)
                   or pyops.cross_entropy on the logits (loss="cross-entropy", the fused equivalent)
   optimizer       pyops.optim.Adam
@@ -34,7 +36,7 @@ SEED_BATCH = 64
 LOSSES = ("nll", "cross-entropy")
 
 #: what the pyops model calls, by dotted name under the pyops package
-PYOPS_REQUIRED = ("nn.LinearReLU", "nn.Linear", "log_softmax", "nll_loss", "cross_entropy", "optim.Adam")
+PYOPS_REQUIRED = ("mlp", "nn.LinearReLU", "nn.Linear", "log_softmax", "nll_loss", "cross_entropy", "optim.Adam")
 
 
 class PyopsNotReady(RuntimeError):
@@ -98,8 +100,9 @@ class StockMLP(nn.Module):
 
 
 class PyopsMLP(nn.Module):
-    """The same network from pyops ops only: pyops.nn.LinearReLU hidden layers, pyops.nn.Linear
-    output, pyops.log_softmax when ``log_probs``.  The backend is the caller's ``use_backend``."""
+    """The same network from pyops ops only: parameters held by pyops.nn.LinearReLU hidden layers and
+    a pyops.nn.Linear output layer (the stock model's names), run together by pyops.mlp (one op each
+    way); then pyops.log_softmax when ``log_probs``.  The backend is the caller's ``use_backend``."""
 
     def __init__(self, sizes=SEED_SIZES, log_probs: bool = True):
         require_pyops()
@@ -111,12 +114,11 @@ class PyopsMLP(nn.Module):
         self.hidden = nn.ModuleList(pnn.LinearReLU(a, b) for a, b in hidden)
         self.out = pnn.Linear(*last)
         self.log_probs = log_probs
-        self._log_softmax = pyops.log_softmax
+        self._log_softmax, self._mlp = pyops.log_softmax, pyops.mlp
+        self._layers = [*self.hidden, self.out]
 
     def forward(self, x):
-        for layer in self.hidden:
-            x = layer(x)
-        x = self.out(x)
+        x = self._mlp(x, [l.weight for l in self._layers], [l.bias for l in self._layers])
         return self._log_softmax(x, dim=1) if self.log_probs else x
 
 

@@ -1,0 +1,226 @@
+"""pyops.mlp / pyops.nn.MLP: the whole MLP as one op each way, on every backend that runs here (cpu,
+cuda-sim, triton in the interpreter)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import pyops
+from helpers import CPU_BACKENDS, assert_close
+from pyops import _ops
+
+GEMM_TOL = dict(rtol=1e-4, atol=1e-5)  # as tests/test_linear_relu.py
+
+
+def params(sizes, dtype=torch.float64, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ws = [(torch.randn(b, a, generator=g, dtype=dtype) / a ** 0.5).requires_grad_()
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    bs = [torch.randn(b, generator=g, dtype=dtype).requires_grad_() if bias else None for b in sizes[1:]]
+    return ws, bs
+
+
+def reference(x, ws, bs):
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        x = F.linear(x, w, b)
+        x = F.relu(x) if i + 1 < len(ws) else x
+    return x
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("sizes,shape", [((5, 4, 3, 2), (6, 5)), ((3, 2), (4, 3)), ((4, 6, 3), (2, 3, 4))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gradcheck(backend, sizes, shape, bias):
+    ws, bs = params(sizes, bias=bias)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    L = len(ws)
+    leaves = (x, *ws, *[b for b in bs if b is not None])
+
+    def fn(x, *p):
+        return pyops.mlp(x, p[:L], p[L:] if bias else None, backend=backend)
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("batch", [64, 3])
+def test_parity_float32_seed_network(backend, batch):
+    """The MNIST MLP's shapes, against F.linear/F.relu, and equal to the per-layer pyops ops on the backend."""
+    sizes = (784, 256, 128, 64, 10) if backend == "cpu" else (784, 32, 16, 10)  # emulator/interpreter: smaller
+    ws, bs = params(sizes, torch.float32)
+    x = torch.randn(batch, sizes[0])
+    g = torch.randn(batch, sizes[-1])
+    y = pyops.mlp(x, ws, bs, backend=backend)
+    grads = torch.autograd.grad(y, [*ws, *bs], g)
+    yr = reference(x, ws, bs)
+    ref = torch.autograd.grad(yr, [*ws, *bs], g)
+    assert_close(y, yr, **GEMM_TOL)
+    for a, r in zip(grads, ref):
+        assert_close(a, r, **GEMM_TOL)
+    # the same kernels as chaining linear_relu / linear: bit-identical
+    h = x
+    for i, (w, b) in enumerate(zip(ws, bs)):
+        h = (pyops.linear_relu if i + 1 < len(ws) else pyops.linear)(h, w, b, backend=backend)
+    assert torch.equal(y, h)
+    assert torch.equal(torch.autograd.grad(h, ws[0], g)[0], grads[0])
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_partial_grads(backend):
+    """Only the gradients asked for: frozen lower layers get none and cost no grad_input below them."""
+    ws, bs = params((5, 4, 3, 2))
+    x = torch.randn(3, 5, dtype=torch.float64)
+    ws[0].requires_grad_(False)
+    bs[0].requires_grad_(False)
+    y = pyops.mlp(x, ws, bs, backend=backend)
+    y.sum().backward()
+    assert ws[0].grad is None and bs[0].grad is None
+    yr = reference(x, [w.detach().requires_grad_(w.requires_grad) for w in ws], bs)
+    for w in ws[1:]:
+        assert w.grad is not None
+    ref = torch.autograd.grad(reference(x, ws, bs).sum(), ws[1:])
+    for w, r in zip(ws[1:], ref):
+        assert_close(w.grad, r)
+    # the op itself: mask false -> empty [0]; the input gradient only when asked
+    outs = _ops.ops(backend).mlp_fwd(x, ws, bs)
+    mask = [False, False, True, False, False, False, True]
+    grads = _ops.ops(backend).mlp_bwd(torch.ones(3, 2, dtype=torch.float64), x, ws, outs[:-1], mask)
+    assert [tuple(g.shape) for g in grads] == [(0,), (0,), (3, 4), (0,), (0,), (0,), (2,)]
+    assert yr.shape == (3, 2)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_one_op_each_way(backend):
+    """The point of the op: one dispatched op forward, one backward, whatever the depth."""
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    ws, bs = params((6, 5, 4, 3, 2), torch.float32)
+    x = torch.randn(4, 6)
+    with Count() as c:
+        y = pyops.mlp(x, ws, bs, backend=backend)
+        y.backward(torch.ones_like(y))
+    ns = _ops.NAMESPACES[backend]
+    # (ones_like: the backward's seed; detach: a view, no kernel -- as the pipeline bench counts)
+    kernels = [o for o in c.ops if not o.startswith(("aten.ones_like", "aten.detach"))]
+    assert kernels == [f"{ns}.mlp_fwd.default", f"{ns}.mlp_bwd.default"], c.ops
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_saves_no_preactivation(backend):
+    """Saved for backward: the input, the weights and the hidden outputs -- nothing else."""
+    ws, bs = params((5, 4, 3, 2), torch.float32)
+    x = torch.randn(3, 5)
+    y = pyops.mlp(x, ws, bs, backend=backend)
+    saved = y.grad_fn.saved_tensors
+    assert len(saved) == 1 + 3 + 2
+    assert [tuple(t.shape) for t in saved[4:]] == [(3, 4), (3, 3)]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_opcheck(backend):
+    ws, bs = params((5, 4, 3), torch.float32)
+    ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]  # the ops have no autograd formula of their own
+    x = torch.randn(3, 5)
+    ops = _ops.ops(backend)
+    torch.library.opcheck(ops.mlp_fwd, (x, ws, bs))
+    torch.library.opcheck(ops.mlp_fwd, (x, ws, [None, None]))
+    outs = ops.mlp_fwd(x, ws, bs)
+    torch.library.opcheck(ops.mlp_bwd, (torch.randn(3, 3), x, ws, outs[:-1], [True, True, True, True, True]))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_torch_compile_fullgraph(backend):
+    torch._dynamo.reset()
+    model = pyops.nn.MLP((6, 5, 3), backend=backend)
+    x = torch.randn(4, 6)
+    compiled = torch.compile(lambda x: pyops.cross_entropy(model(x), torch.tensor([0, 1, 2, 0])), fullgraph=True,
+                             backend="aot_eager")
+    loss = compiled(x)
+    loss.backward()
+    ref = F.cross_entropy(reference(x, [l.weight for l in model.layers], [l.bias for l in model.layers]),
+                          torch.tensor([0, 1, 2, 0]))
+    assert_close(loss, ref, **GEMM_TOL)
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_module():
+    torch.manual_seed(0)
+    m = pyops.nn.MLP((784, 256, 10))
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    # nn.Linear's init and parameter layout: layer i holds the i-th Linear's weight and bias
+    for mine, theirs in zip(m.layers, [ref[0], ref[2]]):
+        assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    x = torch.randn(5, 784)
+    assert_close(m(x), ref(x), **GEMM_TOL)
+    assert list(m.state_dict()) == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+    assert "sizes=(784, 256, 10)" in repr(m)
+    with pytest.raises(ValueError, match=r"MLP: expected sizes .* at least 2 entries"):
+        pyops.nn.MLP((5,))
+
+
+def test_inference_builds_no_graph():
+    ws, bs = params((5, 4, 3), torch.float32)
+    with torch.no_grad():
+        y = pyops.mlp(torch.randn(2, 5), ws, bs)
+    assert y.grad_fn is None and y.shape == (2, 3)
+
+
+def test_torch_backend_is_the_reference():
+    ws, bs = params((5, 4, 3))
+    x = torch.randn(2, 5, dtype=torch.float64)
+    assert torch.equal(pyops.mlp(x, ws, bs, backend="torch"), reference(x, ws, bs))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_bad_input(backend):
+    ws, bs = params((5, 4, 3), torch.float32)
+    x = torch.randn(2, 5)
+    with pytest.raises(ValueError, match="mlp: expected a non-empty list of weights"):
+        pyops.mlp(x, [], backend=backend)
+    with pytest.raises(ValueError, match="mlp: expected one bias .* 2 weights, 1 biases"):
+        pyops.mlp(x, ws, bs[:1], backend=backend)
+    with pytest.raises(TypeError, match="mlp: expected weights and biases as lists"):
+        pyops.mlp(x, ws[0], backend=backend)
+    with pytest.raises(RuntimeError, match=r"mlp \(layer 1\): input has 4 features .* in_features = 5 "):
+        pyops.mlp(x, [ws[0], ws[0]], backend=backend)
+    with pytest.raises(TypeError, match=r"mlp \(layer 1\): expected input and weight to have the same dtype"):
+        pyops.mlp(x, [ws[0], ws[1].double()], backend=backend)
+    with pytest.raises(RuntimeError, match=r"mlp \(layer 1\): expected bias of shape \[out_features\] = \[3\], got \[4\]"):
+        pyops.mlp(x, ws, [bs[0], bs[0]], backend=backend)
+    with pytest.raises(TypeError, match="integer|floating"):
+        pyops.mlp(x.long(), ws, bs, backend=backend)
+    # the registered op checks its lists itself
+    with pytest.raises(ValueError, match="expected one bias"):
+        _ops.ops(backend).mlp_fwd(x, ws, bs[:1])
+    with pytest.raises(ValueError, match="expected the 1 hidden outputs"):
+        _ops.ops(backend).mlp_bwd(torch.ones(2, 3), x, ws, [], [True] * 5)
+    with pytest.raises(ValueError, match="output_mask of length"):
+        _ops.ops(backend).mlp_bwd(torch.ones(2, 3), x, ws, [torch.ones(2, 4)], [True] * 3)
+
+
+def test_pipeline_model_is_the_stock_model():
+    """The pipeline's pyops model (one mlp op each way) gives stock's loss and gradients from one state."""
+    from pyops.pipeline import models
+
+    state = models.init_state()
+    x, y = torch.randn(8, 784), torch.randint(0, 10, (8,))
+    losses, grads = [], []
+    for t in (models.pyops_trainer(state, backend="cpu", loss="cross-entropy"),
+              models.stock_trainer(state, loss="cross-entropy")):
+        with t.context():
+            loss = t.loss_of(x, y)
+            loss.backward()
+        losses.append(loss)
+        grads.append({n: p.grad for n, p in t.model.named_parameters()})
+    assert_close(losses[0], losses[1], **GEMM_TOL)
+    assert list(grads[0]) == list(grads[1])  # same parameter names: one state_dict loads into both
+    for n in grads[0]:
+        assert_close(grads[0][n], grads[1][n], **GEMM_TOL)
