@@ -350,6 +350,31 @@ def test_zero_grad_and_params_without_grad(backend):
     assert torch.equal(a.grad, torch.zeros_like(a))
 
 
+def test_step_hooks_and_profiler_range():
+    """The lean step wrapper keeps torch.optim's contract: per-optimizer and global pre/post hooks (a pre
+    hook may replace the arguments), and the Optimizer.step#Adam.step range under the profiler."""
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = pyops.optim.AdamW([p], lr=0.1)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append(("pre", o is opt)))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(("post", o is opt)))
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(lambda o, a, k: calls.append(("global", 1)))
+    try:
+        p.grad = torch.ones(3)
+        opt.step()
+    finally:
+        handle.remove()
+    assert calls == [("pre", True), ("post", True), ("global", 1)]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    assert "Optimizer.step#AdamW.step" in {e.name for e in prof.events()}
+    p.grad = torch.ones(3, requires_grad=True) * 2  # a grad with a grad_fn: zero_grad(False) detaches it
+    opt.zero_grad(set_to_none=False)
+    assert p.grad.grad_fn is None and torch.equal(p.grad, torch.zeros(3))
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_lr_scheduler_and_group_edits(backend):
     # the optimizer reads lr (and the other hyperparameters) from the groups at every step
