@@ -1,9 +1,4 @@
 """The MLP pipeline: models, training that learns, the bench command's outputs, DDP with 2 processes.
-
-PYOPS_OPS_MERGED switches on everything that needs the pyops model (pyops.nn.LinearReLU/Linear,
-pyops.nll_loss/cross_entropy, pyops.optim.Adam).  test_pyops_ops_flag fails whenever the flag and
-this build disagree, so the pyops tests cannot silently stay off once the ops are there, and are
-never skipped-as-passed while they are not.
 """
 import json
 import os
@@ -20,18 +15,12 @@ from pyops import data as D
 from pyops.__main__ import main
 from pyops.pipeline import bench, models, results, train
 
-#: LEAD: set to True when the linear, cross-entropy and Adam branches are merged (test_pyops_ops_flag insists).
-PYOPS_OPS_MERGED = False
-MODELS = ["stock"] + (["pyops"] if PYOPS_OPS_MERGED else [])
+MODELS = ["stock", "pyops"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_pyops_ops_flag():
-    missing = models.pyops_missing()
-    if PYOPS_OPS_MERGED:
-        assert not missing, f"PYOPS_OPS_MERGED is True but this pyops lacks {missing}"
-    else:
-        assert missing, "the pyops model's ops are all here: set PYOPS_OPS_MERGED = True in tests/test_pipeline.py"
+def test_pyops_model_has_its_ops():
+    assert not models.pyops_missing()
 
 
 # ---------------------------------------------------------------- data the model can learn
@@ -118,25 +107,24 @@ def test_stock_losses_match_fused_adam():
         torch.testing.assert_close(a.step(x, y), b.step(x, y), rtol=1e-4, atol=1e-5)
 
 
-# ---------------------------------------------------------------- pyops vs stock (needs the merged ops)
-if PYOPS_OPS_MERGED:
-    @pytest.mark.parametrize("loss", models.LOSSES)
-    @pytest.mark.parametrize("backend", CPU_BACKENDS)
-    def test_pyops_matches_stock_first_steps(backend, loss):
-        # cpu: 10 steps of the seed batch; the emulator and Triton's interpreter are slow: 3 steps of 16.
-        steps, batch = (10, 64) if backend == "cpu" else (3, 16)
-        state = models.init_state()
-        stock = models.stock_trainer(state, loss=loss)
-        ours = models.pyops_trainer(state, backend=backend, loss=loss)
-        g = torch.Generator().manual_seed(0)
-        for i in range(steps):
-            x, y = torch.randn(batch, 784, generator=g), torch.randint(0, 10, (batch,), generator=g)
-            # rtol 1e-4: the losses go through GEMMs with K = 784 (DESIGN.md: rtol 1e-4 for GEMMs), and each
-            # Adam step's update m/sqrt(v) turns tiny gradient rounding differences into lr-sized ones
-            torch.testing.assert_close(ours.step(x, y), stock.step(x, y), rtol=1e-4, atol=1e-5,
-                                       msg=lambda m: f"step {i}: {m}")
-        for k, v in stock.model.state_dict().items():
-            torch.testing.assert_close(ours.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+# ---------------------------------------------------------------- pyops vs stock
+@pytest.mark.parametrize("loss", models.LOSSES)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_pyops_matches_stock_first_steps(backend, loss):
+    # cpu: 10 steps of the seed batch; the emulator and Triton's interpreter are slow: 3 steps of 16.
+    steps, batch = (10, 64) if backend == "cpu" else (3, 16)
+    state = models.init_state()
+    stock = models.stock_trainer(state, loss=loss)
+    ours = models.pyops_trainer(state, backend=backend, loss=loss)
+    g = torch.Generator().manual_seed(0)
+    for i in range(steps):
+        x, y = torch.randn(batch, 784, generator=g), torch.randint(0, 10, (batch,), generator=g)
+        # rtol 1e-4: the losses go through GEMMs with K = 784 (DESIGN.md: rtol 1e-4 for GEMMs), and each
+        # Adam step's update m/sqrt(v) turns tiny gradient rounding differences into lr-sized ones
+        torch.testing.assert_close(ours.step(x, y), stock.step(x, y), rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f"step {i}: {m}")
+    for k, v in stock.model.state_dict().items():
+        torch.testing.assert_close(ours.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- dispatched-op counting, GEMM floor
@@ -207,10 +195,9 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
         pyops_rows = [c for k, c in rows.items() if k.startswith("pyops-cpu")]
         assert len(pyops_rows) == 2
         for c in pyops_rows:
-            if PYOPS_OPS_MERGED:
-                assert c["status"] == "ok" and c["ms_per_step"] > 0 and c["max_abs_loss_diff_vs_stock_eager"] < 1e-3
-            else:
-                assert c["status"] == "not run" and c["missing"] == models.pyops_missing()
+            assert c["status"] == "ok" and c["ms_per_step"] > 0 and c["max_abs_loss_diff_vs_stock_eager"] < 1e-3
+            # the issue's budget: <= 14 dispatched kernel ops per training step (mlp op, loss, Adam)
+            assert c["ops_per_step"]["kernel_ops"] <= 14, c["ops_per_step"]
     assert "pyops backend cuda-sim: not timed" in capsys.readouterr().out
 
 
@@ -233,9 +220,6 @@ def test_train_command_errors(learnable_dir, capsys, monkeypatch, tmp_path):
     assert main(["train", "mnist", "--model", "stock", "--data-dir", "/nonexistent", "--no-download"]) == 2
     err = capsys.readouterr().err
     assert "error: mnist: no usable copy found" in err and "--data-dir /nonexistent: does not exist" in err
-    if not PYOPS_OPS_MERGED:  # the pyops model is the default and says what it lacks
-        assert main(["train", "mnist", "--epochs", "1", "--data-dir", learnable_dir]) == 2
-        assert "pyops.nn.LinearReLU" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", MODELS)
