@@ -54,7 +54,7 @@ def linear_gemm_kernel(a_ptr, s_am, s_ak,  # A: [M, K], (m, k) at a_ptr + m * s_
         a = tl.load(a_ptr + a_off, mask=a_in, other=0.0)
         if MASK_A:  # ReLU backward: the gradient passes where the forward output was positive
             y = tl.load(y_ptr + a_off, mask=a_in, other=0.0)
-            a = tl.where(y > 0, a, tl.zeros_like(a))
+            a = tl.where(y <= 0, tl.zeros_like(a), a)  # a NaN y passes, as PyTorch's ReLU gradient
         # B read as its transpose [BLOCK_K, BLOCK_N], so the product is a plain A @ B^T tile
         b = tl.load(b_ptr + k[:, None] * s_bk + rn[None, :] * s_bn, mask=(k[:, None] < K) & (rn[None, :] < N),
                     other=0.0)
@@ -88,7 +88,7 @@ def linear_bias_grad_kernel(g_ptr, s_gm, s_gn,  # g: [M, N]
         g = tl.load(g_ptr + off, mask=inside, other=0.0).to(ACC)
         if MASK:
             y = tl.load(y_ptr + off, mask=inside, other=0.0)
-            g = tl.where(y > 0, g, 0.0)
+            g = tl.where(y <= 0, 0.0, g)
         acc += tl.sum(g, axis=0)
     tl.store(db_ptr + rn, acc.to(db_ptr.dtype.element_ty), mask=rn < N)
 

@@ -176,6 +176,15 @@ def test_nan_propagates(backend):
         x[1, 2] = float("nan")
     y = pyops.linear_relu(x, w, b, backend=backend)
     assert torch.isnan(y[1]).all() and not torch.isnan(y[0]).any()
+    # backward: like PyTorch's ReLU gradient (threshold_backward: zero where y <= 0), a NaN output
+    # passes its gradient on -- the same NaNs in the same places as stock, nothing silently zeroed
+    g = torch.randn_like(y)
+    ours = torch.autograd.grad(y, (x, w, b), g)
+    xr, wr, br = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    ref = torch.autograd.grad(F.relu(F.linear(xr, wr, br)), (xr, wr, br), g)
+    for a, r in zip(ours, ref):
+        assert torch.equal(torch.isnan(a), torch.isnan(r))
+        assert_close(a, r, **GEMM_TOL)
 
 
 # ---------------------------------------------------------------- reduced precision

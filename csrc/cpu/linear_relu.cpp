@@ -156,7 +156,8 @@ void mask_bias_grad_pass(const T* g, int64_t g_rs, int64_t g_cs, const T* y, T* 
             if (n <= 0) break;
             const bool full = n == V::size();  // the same for every row: a predictable branch
             V v = full ? V::loadu(gr + c) : V::loadu(gr + c, n);
-            if (y) v = V::blendv(V(T(0)), v, (full ? V::loadu(y + m * N + c) : V::loadu(y + m * N + c, n)) > V(T(0)));
+            // zero where y <= 0; a NaN y passes g, as PyTorch's threshold_backward
+            if (y) v = V::blendv(v, V(T(0)), (full ? V::loadu(y + m * N + c) : V::loadu(y + m * N + c, n)) <= V(T(0)));
             if (dz) v.store(dz + m * N + c, n);
             acc[i] = acc[i] + v;
           }
@@ -169,7 +170,7 @@ void mask_bias_grad_pass(const T* g, int64_t g_rs, int64_t g_cs, const T* y, T* 
         for (int64_t m = 0; m < M; ++m)
           for (int64_t c = c0; c < c1; ++c) {
             T v = g[m * g_rs + c * g_cs];
-            if (y && !(y[m * N + c] > T(0))) v = T(0);
+            if (y && y[m * N + c] <= T(0)) v = T(0);
             if (dz) dz[m * N + c] = v;
             if (db) db[c] += v;
           }

@@ -2,7 +2,9 @@
 //
 // Math, for x: [M, K] (M = all leading dims of the input), W: [N, K], b: [N]:
 //   forward    z = x W^T + b,   y = relu(z)                 (plain linear: y = z)
-//   backward   g = dL/dy;  dz = g * [y > 0]                 (PyTorch's ReLU gradient: 0 where y == 0)
+//   backward   g = dL/dy;  dz = g * [y > 0]                 (PyTorch's ReLU gradient: 0 where y == 0;
+//                                                            like PyTorch's, it passes g where y is NaN:
+//                                                            the mask is written !(y <= 0))
 //              dx = dz W        [M, K]
 //              dW = dz^T x      [N, K]
 //              db = sum_m dz    [N]
@@ -204,7 +206,7 @@ template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct Til
             const Vec<T, VEC> y = load_vec<T, VEC>(op.relu_out + off);
 #pragma unroll
             for (int e = 0; e < VEC; ++e)
-              if (!(to_acc(y.v[e]) > A(0))) v.v[e] = from_acc<T>(A(0));
+              if (to_acc(y.v[e]) <= A(0)) v.v[e] = from_acc<T>(A(0));
           }
         } else {
 #pragma unroll
@@ -215,7 +217,7 @@ template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct Til
         T v = from_acc<T>(A(0));
         if (gi < rows && gk < K) {
           const int64_t off = gi * op.s_out + gk * op.s_red;
-          if (!op.relu_out || to_acc(op.relu_out[off]) > A(0)) v = op.ptr[off];
+          if (!op.relu_out || !(to_acc(op.relu_out[off]) <= A(0))) v = op.ptr[off];
         }
         reg[j].v[0] = v;
       }
@@ -470,7 +472,7 @@ linear_relu_bias_grad_kernel(const T* __restrict__ g, int64_t g_rs, int64_t g_cs
     if (n < N) {
       for (int64_t m = threadIdx.y; m < M; m += kBiasGradRowThreads) {
         const int64_t off = m * g_rs + n * g_cs;
-        if (!relu_out || to_acc(relu_out[off]) > A(0)) s += to_acc(g[off]);
+        if (!relu_out || !(to_acc(relu_out[off]) <= A(0))) s += to_acc(g[off]);
       }
     }
     part[threadIdx.y][threadIdx.x] = s;
