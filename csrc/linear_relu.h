@@ -203,3 +203,17 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Te
 }
 
 }  // namespace pyops
+
+// The four ops of a backend, registered on library `m` from the backend's layer functions
+// `linear_relu_fwd` / `linear_relu_bwd` in scope (csrc/cpu and csrc/cuda: the same lines).
+#define PYOPS_LINEAR_IMPLS(m)                                                                                 \
+  m.impl("linear_relu_fwd", &linear_relu_fwd);                                                                \
+  m.impl("linear_relu_bwd", &linear_relu_bwd);                                                                \
+  m.impl("mlp_fwd", [](const at::Tensor& input, at::TensorList weights,                                       \
+                       const c10::List<std::optional<at::Tensor>>& biases) {                                  \
+    return ::pyops::mlp_forward(input, weights, biases, linear_relu_fwd);                                     \
+  });                                                                                                         \
+  m.impl("mlp_bwd", [](const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,        \
+                       at::TensorList outputs, const c10::List<bool>& output_mask) {                          \
+    return ::pyops::mlp_backward(grad_output, input, weights, outputs, output_mask.vec(), linear_relu_bwd);   \
+  })

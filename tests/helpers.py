@@ -1,6 +1,7 @@
 """Helpers shared by the op tests (import as `from helpers import ...`)."""
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pyops
 from pyops import _ops
@@ -33,3 +34,30 @@ def needs_backend(name):
 
 def sim_counts():
     return _ops.sim_launch_counts()
+
+
+class DispatchLog(TorchDispatchMode):
+    """The ops that reach the dispatcher while active, in order: ``names`` as "ns.op" (overload packets)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def opcheck_samples(namespace: str, op: str, samples) -> None:
+    """torch.library.opcheck of torch.ops.<namespace>.<op> on every sample argument tuple."""
+    fn = getattr(getattr(torch.ops, namespace), op).default
+    for args in samples:
+        torch.library.opcheck(fn, args)
+
+
+def assert_kernels_registered(ops) -> None:
+    """Every op has a CPU kernel, and a CUDA kernel exactly when the build has the CUDA kernels."""
+    has_cuda = _ops.BUILD["cuda"]
+    for op in ops:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CPU")
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CUDA") == has_cuda

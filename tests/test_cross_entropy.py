@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import pyops
-from helpers import CPU_BACKENDS, GPU_BACKENDS, assert_close, needs_backend
+from helpers import (CPU_BACKENDS, GPU_BACKENDS, DispatchLog, assert_close, assert_kernels_registered, needs_backend,
+                     opcheck_samples)
 from pyops import _ops
 from pyops.kernels import LAUNCHES as TRITON_LAUNCHES
 from pyops.nn import CrossEntropyLoss, NLLLoss
@@ -328,21 +328,12 @@ def test_fused_allocates_only_the_gradient(backend, smoothing):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_one_dispatched_op_per_direction(backend):
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(str(func.overloadpacket))
-            return func(*args, **(kwargs or {}))
-
     x = torch.randn(8, 10, requires_grad=True)
     t = torch.randint(0, 10, (8,))
     grad = torch.ones(())
-    with Ops() as fwd:
+    with DispatchLog() as fwd:
         out = pyops.cross_entropy(x, t, backend=backend)
-    with Ops() as bwd:
+    with DispatchLog() as bwd:
         torch.autograd.grad(out, x, grad)
     ns = NAMESPACES[backend]
     assert fwd.names == [f"{ns}.cross_entropy_fwd"]
@@ -519,16 +510,11 @@ def _op_samples(op):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_opcheck(backend, op):
-    fn = getattr(getattr(torch.ops, NAMESPACES[backend]), op).default
-    for args in _op_samples(op):
-        torch.library.opcheck(fn, args)
+    opcheck_samples(NAMESPACES[backend], op, _op_samples(op))
 
 
 def test_cuda_kernels_registered():
-    has_cuda = _ops.BUILD["cuda"]
-    for op in OPS:
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CPU")
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CUDA") == has_cuda
+    assert_kernels_registered(OPS)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import pyops
-from helpers import CPU_BACKENDS, GPU_BACKENDS, assert_close, needs_backend
+from helpers import (CPU_BACKENDS, GPU_BACKENDS, assert_close, assert_kernels_registered, needs_backend,
+                     opcheck_samples)
 from pyops import _ops
 from pyops.kernels import LAUNCHES as TRITON_LAUNCHES
 
@@ -209,16 +210,11 @@ def _op_samples(op):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("op", OPS)
 def test_opcheck(backend, op):
-    fn = getattr(getattr(torch.ops, NAMESPACES[backend]), op).default
-    for args in _op_samples(op):
-        torch.library.opcheck(fn, args)
+    opcheck_samples(NAMESPACES[backend], op, _op_samples(op))
 
 
 def test_cuda_kernels_registered():
-    has_cuda = _ops.BUILD["cuda"]
-    for op in OPS:
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CPU")
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CUDA") == has_cuda
+    assert_kernels_registered(OPS)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -251,16 +251,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyops, CPU, m) {
-  m.impl("linear_relu_fwd", &linear_relu_fwd);
-  m.impl("linear_relu_bwd", &linear_relu_bwd);
-  m.impl("mlp_fwd", [](const at::Tensor& input, at::TensorList weights,
-                       const c10::List<std::optional<at::Tensor>>& biases) {
-    return mlp_forward(input, weights, biases, linear_relu_fwd);
-  });
-  m.impl("mlp_bwd", [](const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,
-                       at::TensorList outputs, const c10::List<bool>& output_mask) {
-    return mlp_backward(grad_output, input, weights, outputs, output_mask.vec(), linear_relu_bwd);
-  });
+  PYOPS_LINEAR_IMPLS(m);
 }
 
 }  // namespace pyops::cpu
