@@ -168,29 +168,6 @@ template <class T> Ref reference(const Inputs<T>& in, bool nll, double eps) {
   return ref;
 }
 
-// expect_close with an extra absolute tolerance per row (row_atol[r], see Ref::lse_slack).
-template <class T>
-void expect_close_rows(const std::string& what, const Matrix<T>& got, const std::vector<double>& want,
-                       const std::vector<double>& row_atol, double rtol, double atol = Dtype<T>::atol) {
-  double worst = 0;
-  int64_t wr = -1, wc = -1;
-  for (int64_t r = 0; r < got.rows(); ++r)
-    for (int64_t c = 0; c < got.cols(); ++c) {
-      const double g = got.get(r, c), w = want[size_t(r * got.cols() + c)];
-      double excess;
-      if (std::isnan(w) || std::isnan(g)) excess = std::isnan(w) && std::isnan(g) ? 0 : INFINITY;
-      else if (std::isinf(w) || std::isinf(g)) excess = g == w ? 0 : INFINITY;
-      else excess = std::fabs(g - w) / (atol + row_atol[size_t(r)] + rtol * std::fabs(w));
-      if (excess > worst) worst = excess, wr = r, wc = c;
-    }
-  if (worst <= 1) return;
-  char m[320];
-  snprintf(m, sizeof m, "%s: element (%lld, %lld) is %.9g, expected %.9g (rtol %g, atol %g + %g for this row)",
-           what.c_str(), (long long)wr, (long long)wc, got.get(wr, wc), want[size_t(wr * got.cols() + wc)], rtol, atol,
-           row_atol[size_t(wr)]);
-  fail(m);
-}
-
 // float sums over >= 1000 elements: DESIGN.md allows rtol 1e-4 for such reductions.
 template <class T> double rtol_for(int64_t n) { return std::is_same_v<T, float> && n >= 1000 ? 1e-4 : Dtype<T>::rtol; }
 
