@@ -38,10 +38,12 @@ def linear_gemm_kernel(a_ptr, s_am, s_ak,  # A: [M, K], (m, k) at a_ptr + m * s_
                        MASK_A: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr, ROW_SUMS: tl.constexpr,
                        ACC: tl.constexpr, PRECISION: tl.constexpr,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    pid = tl.program_id(0).to(tl.int64)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    pid_m = pid % tiles_m
-    pid_n = pid // tiles_m
+    # tile coordinates in int32 (a 64-bit division by a runtime value is a called subroutine with a
+    # stack frame); element offsets in int64
+    pid = tl.program_id(0)
+    tiles_m = tl.cdiv(M, BLOCK_M).to(tl.int32)
+    pid_m = (pid % tiles_m).to(tl.int64)
+    pid_n = (pid // tiles_m).to(tl.int64)
     rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
     rk = tl.arange(0, BLOCK_K).to(tl.int64)
@@ -104,23 +106,27 @@ def _precision(dtype) -> str:
     return "ieee"
 
 
-def gemm_plan(M: int, N: int, K: int):
+def gemm_plan(M: int, N: int, K: int, elem_size: int = 2):
     """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps) for one GEMM -- the one place that picks block sizes.
 
     Tiles shrink to the problem (tl.dot needs every block dim >= 16) and grow to 128 only when the
-    output is large enough to keep every SM busy with bigger tiles."""
+    output is large enough to keep every SM busy with bigger tiles.  fp32/fp64 operands (elem_size
+    >= 4) take K in steps of 16, fp16/bf16 in steps of 32: the same bytes of A and B per step, and
+    registers for them (with 32, the fp32 FMA and fp64 tiles spilled)."""
     big = M * N >= 1024 * 1024
     bm = min(128 if big else 64, max(16, triton.next_power_of_2(M)))
     bn = min(128 if big else 64, max(16, triton.next_power_of_2(N)))
-    bk = min(32, max(16, triton.next_power_of_2(K)))
-    return bm, bn, bk, 8 if bm * bn >= 128 * 128 else 4
+    bk = min(32 if elem_size <= 2 else 16, max(16, triton.next_power_of_2(K)))
+    # 8 warps from 64 x 64: with 4, the fp32 (FMA) tile and its int64 offsets need more than 255 registers
+    # per thread and ptxas spills (tests/test_triton_aot.py audits every variant for a stack frame)
+    return bm, bn, bk, 8 if bm * bn >= 64 * 64 else 4
 
 
 def gemm(a, a_strides, b, b_strides, c, c_strides, M, N, K, *, mask_y=None, bias=None, relu=False, rowsum=None):
     """C[m, n] = epilogue(sum_k A(m, k) B(n, k)); every operand as (tensor, (stride_out, stride_k))."""
     if M == 0 or N == 0:
         return
-    bm, bn, bk, warps = gemm_plan(M, N, K)
+    bm, bn, bk, warps = gemm_plan(M, N, K, a.element_size())
     grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
     count_launch("linear_gemm_kernel")
     linear_gemm_kernel[grid](
@@ -199,7 +205,7 @@ def aot_variants():
             for (gm, gn, gk), flags in (((m, n, k), (False, True, True, False)),
                                         ((m, k, n), (True, False, False, False)),
                                         ((n, k, m), (True, False, False, True))):
-                bm, bn, bk, warps = gemm_plan(gm, gn, gk)
+                bm, bn, bk, warps = gemm_plan(gm, gn, gk, torch.tensor([], dtype=dtype).element_size())
                 key = (dtype, precision, bm, bn, bk, warps, flags)
                 if key in seen:
                     continue

@@ -301,7 +301,8 @@ def test_triton_aot_variants():
 
 
 def test_triton_plan():
-    assert triton_linear.gemm_plan(64, 256, 784) == (64, 64, 32, 4)
+    assert triton_linear.gemm_plan(64, 256, 784) == (64, 64, 32, 8)
+    assert triton_linear.gemm_plan(64, 256, 784, elem_size=4) == (64, 64, 16, 8)  # fp32/fp64: K steps of 16
     assert triton_linear.gemm_plan(1, 1, 1) == (16, 16, 16, 4)
     assert triton_linear.gemm_plan(4096, 4096, 64) == (128, 128, 32, 8)
 

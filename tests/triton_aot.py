@@ -103,14 +103,20 @@ def compile_one(task):
 
 
 def uncovered():
-    """{module: [@triton.jit kernels of the module that no variant compiles]}"""
+    """{module: [@triton.jit functions of the module that no variant compiles]}: a kernel is compiled by its
+    variants, a @triton.jit helper (a device function) by every compiled function that calls it."""
     from triton.runtime.jit import JITFunction
 
     out = {}
     for name, mod in modules().items():
-        jitted = {n for n, o in vars(mod).items() if isinstance(o, JITFunction) and o.__module__ == mod.__name__}
+        jitted = {n: o for n, o in vars(mod).items() if isinstance(o, JITFunction) and o.__module__ == mod.__name__}
         covered = {v["kernel"].__name__ for v in mod.aot_variants()}
-        out[name] = sorted(jitted - covered)
+        grew = True
+        while grew:  # helpers called from compiled functions, transitively
+            calls = {n for n in jitted for c in covered if c in jitted and re.search(rf"\b{n}\(", jitted[c].src)}
+            grew = not calls <= covered
+            covered |= calls
+        out[name] = sorted(set(jitted) - covered)
     return out
 
 
