@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Table, copy_bandwidth, parser  # noqa: E402
+from common import Clock, Table, copy_bandwidth, parser  # noqa: E402
 
 import pyops  # noqa: E402
 
@@ -44,29 +44,6 @@ def contenders(backends):
 def _sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
-
-
-class Clock:
-    """Wall-clock on the CPU, CUDA events on a GPU."""
-
-    def __init__(self, dev):
-        self.dev = dev
-
-    def __enter__(self):
-        if self.dev.type == "cuda":
-            self.a, self.b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self.a.record()
-        else:
-            self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.dev.type == "cuda":
-            self.b.record()
-            self.b.synchronize()
-            self.seconds = self.a.elapsed_time(self.b) / 1e3
-        else:
-            self.seconds = time.perf_counter() - self.t0
 
 
 def _p10(v):

@@ -22,45 +22,17 @@ retained graph.
 import os
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Table, parser, setup  # noqa: E402
+from common import Table, parser, samples, setup  # noqa: E402
 
 import pyops  # noqa: E402
 
 MNIST = [(784, 256), (256, 128), (128, 64), (64, 10)]
 SHAPES = [(m, k, n) for m in (64, 512) for k, n in MNIST] + [(4096, 1024, 1024)]
-
-
-def paired_times(fns, device, min_time, warmup=3, min_runs=20, max_runs=20000):
-    """Per-call seconds of each function in `fns`, called in strict alternation until min_time has
-    passed (at least min_runs pairs).  On CUDA each call is timed with CUDA events."""
-    for _ in range(warmup):
-        for f in fns:
-            f()
-    times = [[] for _ in fns]
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    while (len(times[0]) < min_runs or time.perf_counter() - start < min_time) and len(times[0]) < max_runs:
-        for f, ts in zip(fns, times):
-            if cuda:
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                f()
-                b.record()
-                b.synchronize()
-                ts.append(a.elapsed_time(b) / 1e3)
-            else:
-                t0 = time.perf_counter()
-                f()
-                ts.append(time.perf_counter() - t0)
-    return times
 
 
 def stock(x, w, b):
@@ -111,7 +83,9 @@ def main(argv=None):
         for be in backends:
             row = {"layer": f"{k}->{n}", "batch": m, "backend": be}
             for i, pass_ in enumerate(flops):
-                ts, t = paired_times([contenders["stock"][i], contenders[be][i]], dev, args.min_time)
+                # strict alternation, at least 20 pairs: the ratio is the median of paired ratios
+                ts, t = samples([contenders["stock"][i], contenders[be][i]], dev, args.min_time, min_runs=20,
+                                max_runs=20000)
                 row[f"{pass_}_us"] = statistics.median(t) * 1e6
                 row[f"{pass_}_stock_us"] = statistics.median(ts) * 1e6
                 row[f"{pass_}_GFLOPs"] = flops[pass_] / statistics.median(t) / 1e9

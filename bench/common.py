@@ -29,60 +29,63 @@ def setup(args) -> torch.device:
     return torch.device(args.device)
 
 
-def timeit(fn: Callable[[], object], device: torch.device, min_time: float = 0.2, warmup: int = 3,
-           min_runs: int = 10, max_runs: int = 10000) -> float:
-    """Median seconds per call of fn(): warm-up calls first, then runs until min_time has passed
-    (at least min_runs).  On CUDA each run is timed with CUDA events."""
+class Clock:
+    """Times the block it wraps: wall-clock on the CPU, CUDA events on a GPU (``.seconds`` afterwards)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            self.a, self.b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.a.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.b.record()
+            self.b.synchronize()
+            self.seconds = self.a.elapsed_time(self.b) / 1e3
+        else:
+            self.seconds = time.perf_counter() - self.t0
+
+
+def samples(fns: list, device: torch.device, min_time: float = 0.2, warmup: int = 3, min_runs: int = 10,
+            max_runs: int = 10000) -> list:
+    """Seconds of every call of each fn in ``fns``, called round-robin -- one call of each per round --
+    so that every contender sees the same machine load; rounds go on until min_time has passed (at least
+    min_runs, at most max_runs).  Warm-up rounds first."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     if device.type == "cuda":
         torch.cuda.synchronize()
-        start_all = time.perf_counter()
-        while (len(times) < min_runs or time.perf_counter() - start_all < min_time) and len(times) < max_runs:
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) / 1e3)
-    else:
-        start_all = time.perf_counter()
-        while (len(times) < min_runs or time.perf_counter() - start_all < min_time) and len(times) < max_runs:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    start = time.perf_counter()
+    rounds = 0
+    while (rounds < min_runs or time.perf_counter() - start < min_time) and rounds < max_runs:
+        for fn, ts in zip(fns, times):
+            with Clock(device) as c:
+                fn()
+            ts.append(c.seconds)
+        rounds += 1
+    return times
+
+
+def timeit(fn: Callable[[], object], device: torch.device, min_time: float = 0.2, warmup: int = 3,
+           min_runs: int = 10, max_runs: int = 10000) -> float:
+    """Median seconds per call of fn() (see samples)."""
+    return statistics.median(samples([fn], device, min_time, warmup, min_runs, max_runs)[0])
 
 
 def timeit_interleaved(fns: dict, device: torch.device, min_time: float = 0.2, warmup: int = 3,
                        min_runs: int = 10, max_runs: int = 10000) -> dict:
-    """Median seconds per call of each fn in ``fns`` (name -> fn), measured round-robin -- one call of
-    each per round -- so that every contender sees the same machine load (fairer than timing them
-    one after another on a shared machine).  CUDA events on a GPU."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {k: [] for k in fns}
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start_all = time.perf_counter()
-    rounds = 0
-    while (rounds < min_runs or time.perf_counter() - start_all < min_time * len(fns)) and rounds < max_runs:
-        for k, fn in fns.items():
-            if device.type == "cuda":
-                a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                a.record()
-                fn()
-                b.record()
-                b.synchronize()
-                times[k].append(a.elapsed_time(b) / 1e3)
-            else:
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        rounds += 1
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call of each fn in ``fns`` (name -> fn), measured round-robin for min_time per
+    contender (fairer than timing them one after another on a shared machine)."""
+    times = samples(list(fns.values()), device, min_time * len(fns), warmup, min_runs, max_runs)
+    return {k: statistics.median(v) for k, v in zip(fns, times)}
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 256 << 20) -> float:
