@@ -74,7 +74,6 @@ def test_partial_grads(backend):
     y = pyops.mlp(x, ws, bs, backend=backend)
     y.sum().backward()
     assert ws[0].grad is None and bs[0].grad is None
-    yr = reference(x, [w.detach().requires_grad_(w.requires_grad) for w in ws], bs)
     for w in ws[1:]:
         assert w.grad is not None
     ref = torch.autograd.grad(reference(x, ws, bs).sum(), ws[1:])
@@ -85,7 +84,6 @@ def test_partial_grads(backend):
     mask = [False, False, True, False, False, False, True]
     grads = _ops.ops(backend).mlp_bwd(torch.ones(3, 2, dtype=torch.float64), x, ws, outs[:-1], mask)
     assert [tuple(g.shape) for g in grads] == [(0,), (0,), (3, 4), (0,), (0,), (0,), (2,)]
-    assert yr.shape == (3, 2)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

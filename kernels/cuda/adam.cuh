@@ -229,10 +229,6 @@ __device__ __forceinline__ void adam_store(T* ptr, int64_t i, int64_t n, bool ve
   }
 }
 
-inline __device__ bool aligned_to(const void* p, unsigned bytes) {
-  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
-}
-
 // One tile [base, base + tile) of one tensor: all loads, then the math, then all stores.
 template <class T, int VEC>
 __device__ __forceinline__ void adam_tile(const AdamTensor<T>& e, int64_t base, bool vec_ok,

@@ -85,7 +85,14 @@ inline const char* launch_status() { return nullptr; }
 #define PYOPS_FOR_EACH_FLOAT(X) X(float) X(double) X(__half) X(__nv_bfloat16)
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+// p is a multiple of `bytes` (a power of two): what a vector access of that width needs.  Host and device.
+#if defined(PYOPS_DEVICE_CODE)
+__host__ __device__
+#endif
+inline bool aligned_to(const void* p, unsigned bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+}
+inline bool aligned16(const void* p) { return aligned_to(p, 16); }
 inline unsigned next_pow2(uint64_t v) {
   unsigned p = 1;
   while (p < v) p <<= 1;

@@ -335,7 +335,7 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
   if (row_sums) store_row_sums(p, m0, BM, rsum);
 
   // Epilogue straight from registers: + bias, ReLU, store (one vector per RV columns when C allows).
-  const bool c_vec = p.c_cs == 1 && p.c_rs % RV == 0 && reinterpret_cast<uintptr_t>(p.c) % (RV * sizeof(T)) == 0;
+  const bool c_vec = p.c_cs == 1 && p.c_rs % RV == 0 && aligned_to(p.c, unsigned(RV * sizeof(T)));
   A bias[TN];
 #pragma unroll
   for (int j = 0; j < TN; ++j) {
