@@ -55,6 +55,13 @@ PYOPS_LIBRARY(m) {
         "float label_smoothing) -> (Tensor, Tensor, Tensor)");
   m.def("cross_entropy_bwd(Tensor grad_loss, Tensor input, Tensor target, Tensor? weight, Tensor lse, "
         "Tensor total_weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
+
+  // the differentiable ops the Python API calls: one C++ autograd node each over the ops above
+  // (csrc/autograd.cpp); biases as in mlp_fwd, the loss arguments as in the losses' _fwd
+  m.def("mlp(Tensor input, Tensor[] weights, Tensor?[] biases) -> Tensor");
+  m.def("nll_loss(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index) -> Tensor");
+  m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
+        "float label_smoothing) -> Tensor");
 }
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.

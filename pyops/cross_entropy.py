@@ -3,8 +3,9 @@ targets (class weights, ignore_index, reductions none/mean/sum, label smoothing 
 
 One call, top to bottom:
   pyops.cross_entropy(x, target)        checks, picks the backend (pyops/_backend.py)
-  -> _CrossEntropyFunction.apply        the autograd Function; saves x (the caller's tensor, no copy), target,
-                                        weight and the per-row log-sum-exp -- nothing of size N x C
+  -> cpu, cuda, cuda-sim: torch.ops.<ns>.cross_entropy, a C++ autograd node (csrc/autograd.cpp);
+     triton: _CrossEntropyFunction.apply, the same node in Python.  Either saves x (the caller's tensor,
+     no copy), target, weight and the per-row log-sum-exp -- nothing of size N x C
   -> torch.ops.<ns>.cross_entropy_fwd   ns = pyops (cpu/cuda), pyops_sim (cuda-sim), pyops_triton (triton);
                                         schemas in csrc/ops.cpp, fakes below
   -> cpu: csrc/cpu/cross_entropy.cpp | cuda, cuda-sim: csrc/cuda/cross_entropy.cpp
@@ -213,6 +214,7 @@ def _no_weight_grad(ctx, op):
         raise RuntimeError(f"{op}: the derivative for 'weight' is not implemented (as in PyTorch)")
 
 
+# The Triton backend's autograd nodes (the C++ backends' are in csrc/autograd.cpp).
 # Old-style forward(ctx, ...) on purpose: with a separate setup_context, Function.apply binds the arguments
 # through inspect.signature on every call (measured: ~90 us per call here, several times the whole op at
 # MNIST sizes); torch.compile traces both styles.
@@ -295,6 +297,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index, reduction=reduction,
                                label_smoothing=label_smoothing)
     _checks.check_backend_dtype(input, name, op)
+    if name != "triton":  # one C++ autograd node (csrc/autograd.cpp); none when nothing needs a gradient
+        return _ops.ops(name).cross_entropy(input, target, weight, code, ignore_index, float(label_smoothing))
     if not (input.requires_grad and torch.is_grad_enabled()):  # evaluation: no autograd node to build
         return _ops.ops(name).cross_entropy_fwd(input, target, weight, code, ignore_index, float(label_smoothing))[0]
     return _CrossEntropyFunction.apply(input, target, weight, code, ignore_index, float(label_smoothing), name)
@@ -311,6 +315,8 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
     if name == "torch":
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     _checks.check_backend_dtype(input, name, op)
+    if name != "triton":  # one C++ autograd node (csrc/autograd.cpp)
+        return _ops.ops(name).nll_loss(input, target, weight, code, ignore_index)
     if not (input.requires_grad and torch.is_grad_enabled()):
         return _ops.ops(name).nll_loss_fwd(input, target, weight, code, ignore_index)[0]
     return _NLLLossFunction.apply(input, target, weight, code, ignore_index, name)

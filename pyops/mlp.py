@@ -12,13 +12,18 @@ layers, a few microseconds of GEMM each at batch 64) no longer pays the Python, 
 dispatcher costs L times.
 
   pyops.mlp(x, weights, biases)       checks, picks the backend
-  -> _MLPFunction.apply               saves x, the weights and the hidden outputs (the ReLU masks and
-                                      the next layers' inputs; never a pre-activation)
+  -> cpu / cuda / cuda-sim: torch.ops.<ns>.mlp, a C++ autograd node (csrc/autograd.cpp)
+     triton: _MLPFunction.apply, the same node in Python
+                                      either saves x, the weights and the hidden outputs (the ReLU masks
+                                      and the next layers' inputs; never a pre-activation)
   -> torch.ops.<ns>.mlp_fwd           cpu / cuda / cuda-sim: csrc/linear_relu.h mlp_forward, a C++ loop
                                       over the backend's linear_relu_fwd; triton: a Python loop over
                                       the Triton layer functions (pyops/linear_relu.py)
   backward: torch.ops.<ns>.mlp_bwd, the layers' backward from the last to the first, computing only
   the gradients autograd asks for (no grad_input below the lowest layer that needs one).
+The C++ node matters at the MNIST sizes, where the GEMMs take microseconds: a Python autograd.Function
+costs tens of microseconds per training step on top of the engine (docs/linear_relu.md, "The whole MLP
+in one op").
 """
 from __future__ import annotations
 
@@ -117,7 +122,8 @@ _backward_once_differentiable = torch.autograd.function.once_differentiable(_bac
 
 
 class _MLPFunction(torch.autograd.Function):
-    """The whole MLP as one node: saves x, the weights and the hidden layers' outputs."""
+    """The whole MLP as one node (Triton; the C++ backends have MLPFunction in csrc/autograd.cpp): saves x,
+    the weights and the hidden layers' outputs."""
 
     @staticmethod
     def forward(ctx, backend, input, *params):  # params: the L weights, then the L biases (None allowed)
@@ -164,6 +170,8 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
             x = F.relu(x) if i + 1 < len(weights) else x
         return x
     _checks.check_backend_dtype(input, name, "mlp")
+    if name != "triton":  # one C++ autograd node (csrc/autograd.cpp); none when nothing needs a gradient
+        return _ops.ops(name).mlp(input, weights, biases)
     if torch.is_grad_enabled() and (input.requires_grad or any(w.requires_grad for w in weights)
                                     or any(b is not None and b.requires_grad for b in biases)):
         return _MLPFunction.apply(name, input, *weights, *biases)

@@ -340,6 +340,19 @@ def test_one_dispatched_op_per_direction(backend):
     assert bwd.names == [f"{ns}.cross_entropy_bwd"]
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_one_node_to_the_logits(backend, op):
+    """One autograd node, its one edge to the logits' producer; on the compiled backends a C++ node."""
+    x = torch.randn(8, 10, requires_grad=True)
+    h = x * 2  # a producer node: the loss node's edge must lead to it, not to a leaf
+    out = getattr(pyops, op)(h, torch.randint(0, 10, (8,)), torch.rand(10), backend=backend)
+    assert [fn for fn, _ in out.grad_fn.next_functions if fn is not None] == [h.grad_fn]
+    assert ("CppNode" in out.grad_fn.name()) == (backend != "triton"), out.grad_fn.name()
+    out.backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
 # ---------------------------------------------------------------- which kernels ran
 @needs_backend("cuda-sim")
 @pytest.mark.parametrize("C,variant", [(10, "warp"), (1024, "warp"), (1025, "block"), (4096, "block")])

@@ -102,13 +102,36 @@ def test_one_op_each_way(backend):
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_saves_no_preactivation(backend):
-    """Saved for backward: the input, the weights and the hidden outputs -- nothing else."""
+    """Saved for backward: the input, the weights and the hidden outputs -- nothing else (the C++ node of
+    cpu / cuda-sim and the Python node of triton alike: the saved-tensor hooks see both)."""
     ws, bs = params((5, 4, 3, 2), torch.float32)
     x = torch.randn(3, 5)
-    y = pyops.mlp(x, ws, bs, backend=backend)
-    saved = y.grad_fn.saved_tensors
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = pyops.mlp(x, ws, bs, backend=backend)
     assert len(saved) == 1 + 3 + 2
+    assert saved[0] is x and all(s is w for s, w in zip(saved[1:4], ws))
     assert [tuple(t.shape) for t in saved[4:]] == [(3, 4), (3, 3)]
+    y.sum().backward()  # and the backward runs from them
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("bias", ["all", "some", "none"])
+def test_one_node_to_the_leaves(backend, bias):
+    """One autograd node for the whole network, its edges straight to the leaves (input, weights, the biases
+    that exist); on the compiled backends a C++ node, no Python autograd.Function."""
+    ws, bs = params((5, 4, 3, 2), torch.float32)
+    bs = {"all": bs, "some": [bs[0], None, bs[2]], "none": [None] * 3}[bias]
+    x = torch.randn(3, 5, requires_grad=True)
+    y = pyops.mlp(x, ws, bs, backend=backend)
+    leaves = [x, *ws, *[b for b in bs if b is not None]]
+    edges = [fn for fn, _ in y.grad_fn.next_functions]
+    assert len(edges) == len(leaves)
+    assert all(fn.name() == "torch::autograd::AccumulateGrad" and fn.variable is leaf for fn, leaf in zip(edges, leaves))
+    cpp = backend != "triton"
+    assert ("CppNode" in y.grad_fn.name()) == cpp, y.grad_fn.name()
+    y.sum().backward()
+    assert all(t.grad is not None for t in leaves)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -1,0 +1,213 @@
+// autograd.cpp -- the differentiable ops: mlp, cross_entropy and nll_loss, each ONE C++ autograd node.
+//
+//   mlp(input, weights[L], biases[L])                                         -> output
+//   cross_entropy(input, target, weight?, reduction, ignore_index, label_smoothing) -> loss
+//   nll_loss(input, target, weight?, reduction, ignore_index)                 -> loss
+//
+// Each is a CompositeImplicitAutograd kernel around a torch::autograd::Function whose forward calls the
+// backend op (<op>_fwd) and whose backward calls <op>_bwd, both through the dispatcher -- so one kernel
+// serves the CPU kernels, the CUDA kernels and (compiled again with PYOPS_SIM) the emulated ones.  The
+// Python API calls these ops directly: the autograd node is C++ (torch's own CppNode), so a training step
+// pays no Python autograd.Function on either side (pyops/mlp.py, pyops/cross_entropy.py measure the
+// difference).  What is saved is what the Python Functions saved for Triton: the input and weights and the
+// hidden outputs for mlp (never a pre-activation); the caller's logits, target, weight and the per-row lse
+// for cross_entropy -- nothing of size N x C besides the caller's own input.
+//
+// The backwards run below autograd and without grad mode, as Python's once_differentiable: a double backward
+// through them fails loudly (the gradient does not require grad) instead of returning zeros.  The derivative
+// for the class weights is not implemented, as in PyTorch.
+//
+// Under torch.compile these ops decompose (CompositeImplicitAutograd) into <op>_fwd / <op>_bwd, whose fakes
+// pyops/_ops.py registers.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "csrc/common.h"
+
+namespace pyops {
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+#define PYOPS_QUALIFIED(name) C10_STRINGIZE(PYOPS_NS) "::" name
+
+template <class Sig>
+c10::TypedOperatorHandle<Sig> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+// The backend op runs below autograd (no autograd-fallback kernel on the way) and, in a backward, without
+// recording anything (once differentiable).
+struct BelowAutograd {
+  at::AutoDispatchBelowADInplaceOrView below;
+  at::NoGradGuard no_grad;
+};
+
+std::optional<Tensor> opt(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
+
+// ---------------------------------------------------------------- mlp
+struct MLPFunction : torch::autograd::Function<MLPFunction> {
+  // biases: the layers' biases that exist, in layer order; with_bias[i]: layer i has one
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, at::TensorList weights, at::TensorList biases,
+                        const std::vector<bool>& with_bias) {
+    static const auto fwd =
+        find_op<std::vector<Tensor>(const Tensor&, at::TensorList, const c10::List<std::optional<Tensor>>&)>(
+            PYOPS_QUALIFIED("mlp_fwd"));
+    c10::List<std::optional<Tensor>> b;
+    b.reserve(with_bias.size());
+    for (size_t i = 0, j = 0; i < with_bias.size(); ++i)
+      b.push_back(with_bias[i] ? std::optional<Tensor>(biases[j++]) : std::nullopt);
+    std::vector<Tensor> outs;
+    {
+      BelowAutograd guard;
+      outs = fwd.call(input, weights, b);
+    }
+    const int64_t L = int64_t(weights.size());
+    variable_list saved;
+    saved.reserve(size_t(2 * L));
+    saved.push_back(input);
+    saved.insert(saved.end(), weights.begin(), weights.end());
+    saved.insert(saved.end(), outs.begin(), outs.end() - 1);  // the hidden outputs: ReLU masks and layer inputs
+    ctx->save_for_backward(saved);
+    c10::List<bool> layers_with_bias;
+    for (const bool has : with_bias) layers_with_bias.push_back(has);
+    ctx->saved_data["with_bias"] = layers_with_bias;
+    return outs.back();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto bwd = find_op<std::vector<Tensor>(const Tensor&, const Tensor&, at::TensorList, at::TensorList,
+                                                        const c10::List<bool>&)>(PYOPS_QUALIFIED("mlp_bwd"));
+    const c10::List<bool> with_bias = ctx->saved_data["with_bias"].toBoolList();
+    const size_t L = with_bias.size();
+    const variable_list saved = ctx->get_saved_variables();
+    const at::TensorList all(saved);
+    // the op's mask: input, weights, biases (one per layer); the node's edges: input, weights, existing biases
+    c10::List<bool> mask;
+    mask.reserve(1 + 2 * L);
+    for (size_t i = 0; i < 1 + L; ++i) mask.push_back(ctx->needs_input_grad(i));
+    for (size_t i = 0, edge = 1 + L; i < L; ++i) mask.push_back(with_bias.get(i) && ctx->needs_input_grad(edge++));
+    std::vector<Tensor> grads;
+    {
+      BelowAutograd guard;
+      grads = bwd.call(grad_outputs[0], saved[0], all.slice(1, L), all.slice(1 + L), mask);
+    }
+    variable_list out;  // one per forward argument: input, weights, existing biases, with_bias
+    out.reserve(2 + 2 * L);
+    for (size_t i = 0; i < 1 + 2 * L; ++i)
+      if (i <= L || with_bias.get(i - 1 - L)) out.push_back(mask.get(i) ? grads[i] : Tensor());
+    out.emplace_back();
+    return out;
+  }
+};
+
+Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::optional<Tensor>>& biases) {
+  std::vector<Tensor> present;
+  std::vector<bool> with_bias(biases.size());
+  for (size_t i = 0; i < biases.size(); ++i) {
+    const std::optional<Tensor> b = biases.get(i);
+    with_bias[i] = b.has_value() && b->defined();
+    if (with_bias[i]) present.push_back(*b);
+  }
+  return MLPFunction::apply(input, weights, at::TensorList(present), with_bias);
+}
+
+// ---------------------------------------------------------------- cross_entropy, nll_loss
+void check_no_weight_grad(AutogradContext* ctx, bool has_weight, const char* op) {
+  // the edges: input, target, then weight when given
+  TORCH_CHECK(!(has_weight && ctx->needs_input_grad(2)), op,
+              ": the derivative for 'weight' is not implemented (as in PyTorch)");
+}
+
+struct CrossEntropyFunction : torch::autograd::Function<CrossEntropyFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& target,
+                        const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
+                        double label_smoothing) {
+    static const auto fwd = find_op<std::tuple<Tensor, Tensor, Tensor>(
+        const Tensor&, const Tensor&, const std::optional<Tensor>&, int64_t, int64_t, double)>(
+        PYOPS_QUALIFIED("cross_entropy_fwd"));
+    Tensor loss, lse, total_weight;
+    {
+      BelowAutograd guard;
+      std::tie(loss, lse, total_weight) = fwd.call(input, target, weight, reduction, ignore_index, label_smoothing);
+    }
+    ctx->save_for_backward({input, target, weight.value_or(Tensor()), lse, total_weight});
+    ctx->saved_data["reduction"] = reduction;
+    ctx->saved_data["ignore_index"] = ignore_index;
+    ctx->saved_data["label_smoothing"] = label_smoothing;
+    return loss;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto bwd =
+        find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, const Tensor&,
+                       const Tensor&, int64_t, int64_t, double)>(PYOPS_QUALIFIED("cross_entropy_bwd"));
+    const variable_list s = ctx->get_saved_variables();
+    check_no_weight_grad(ctx, s[2].defined(), "cross_entropy");
+    Tensor grad_input;
+    if (ctx->needs_input_grad(0)) {
+      BelowAutograd guard;
+      grad_input = bwd.call(grad_outputs[0], s[0], s[1], opt(s[2]), s[3], s[4], ctx->saved_data["reduction"].toInt(),
+                            ctx->saved_data["ignore_index"].toInt(), ctx->saved_data["label_smoothing"].toDouble());
+    }
+    return {grad_input, Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+struct NLLLossFunction : torch::autograd::Function<NLLLossFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& target,
+                        const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index) {
+    static const auto fwd = find_op<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&,
+                                                               const std::optional<Tensor>&, int64_t, int64_t)>(
+        PYOPS_QUALIFIED("nll_loss_fwd"));
+    Tensor loss, total_weight;
+    {
+      BelowAutograd guard;
+      std::tie(loss, total_weight) = fwd.call(input, target, weight, reduction, ignore_index);
+    }
+    ctx->save_for_backward({input, target, weight.value_or(Tensor()), total_weight});
+    ctx->saved_data["reduction"] = reduction;
+    ctx->saved_data["ignore_index"] = ignore_index;
+    return loss;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto bwd = find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                                           const Tensor&, int64_t, int64_t)>(PYOPS_QUALIFIED("nll_loss_bwd"));
+    const variable_list s = ctx->get_saved_variables();
+    check_no_weight_grad(ctx, s[2].defined(), "nll_loss");
+    Tensor grad_input;
+    if (ctx->needs_input_grad(0)) {
+      BelowAutograd guard;
+      grad_input = bwd.call(grad_outputs[0], s[0], s[1], opt(s[2]), s[3], ctx->saved_data["reduction"].toInt(),
+                            ctx->saved_data["ignore_index"].toInt());
+    }
+    return {grad_input, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const std::optional<Tensor>& weight,
+                     int64_t reduction, int64_t ignore_index, double label_smoothing) {
+  return CrossEntropyFunction::apply(input, target, weight, reduction, ignore_index, label_smoothing);
+}
+
+Tensor nll_loss(const Tensor& input, const Tensor& target, const std::optional<Tensor>& weight, int64_t reduction,
+                int64_t ignore_index) {
+  return NLLLossFunction::apply(input, target, weight, reduction, ignore_index);
+}
+
+}  // namespace
+
+PYOPS_LIBRARY_IMPL(CompositeImplicitAutograd, m) {
+  m.impl("mlp", &mlp);
+  m.impl("cross_entropy", &cross_entropy);
+  m.impl("nll_loss", &nll_loss);
+}
+
+}  // namespace pyops
