@@ -6,9 +6,9 @@
 //   nll_loss_fwd       (input, target, weight?, reduction, ignore_index)                -> (loss, total_weight)
 //   cross_entropy_fwd  (input, target, weight?, reduction, ignore_index, label_smoothing) -> (loss, lse, total_weight)
 //   *_bwd              (grad_loss, input, target, weight?, [lse,] total_weight, ...)     -> grad_input
-// loss: target's shape (none) or [] (mean, sum).  lse: [rows] float32 (float64 for float64 input), the
-// per-row log-sum-exp the fused backward needs -- the only thing kept between forward and backward besides
-// the caller's own input.  total_weight: [2] = (W_t, 1 / W_t) with W_t the sum of w_t over the non-ignored
+// loss: target's shape (none) or [] (mean, sum).  lse: [rows] float64 for every input dtype, the per-row
+// log-sum-exp the fused backward needs -- the only thing kept between forward and backward besides the
+// caller's own input (in double so that x - lse keeps its precision for large logits: cross_entropy.cuh).  total_weight: [2] = (W_t, 1 / W_t) with W_t the sum of w_t over the non-ignored
 // rows (mean divides by it; the backward multiplies by the reciprocal the forward already computed, so no
 // row kernel divides), or an empty [0] tensor for reduction none, which needs none.
 #pragma once
@@ -110,7 +110,7 @@ inline LossForward loss_forward_outputs(const LossProblem& p, int64_t reduction,
     o.total_weight = at::empty({2}, acc);
     if (with_partials) o.partials = at::empty({2, p.rows}, acc);
   }
-  if (with_lse) o.lse = at::empty({p.rows}, acc);
+  if (with_lse) o.lse = at::empty({p.rows}, p.input.options().dtype(at::kDouble));
   return o;
 }
 
@@ -141,9 +141,8 @@ inline at::Tensor loss_grad_rows(const char* op, const LossProblem& p, const at:
 }
 
 inline void check_lse(const char* op, const LossProblem& p, const at::Tensor& lse) {
-  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == p.rows && lse.scalar_type() == loss_acc_type(p.input) &&
-                        lse.is_contiguous(),
-                    op, ": expected lse to be the contiguous ", loss_acc_type(p.input), " tensor of shape [", p.rows,
+  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == p.rows && lse.scalar_type() == at::kDouble && lse.is_contiguous(),
+                    op, ": expected lse to be the contiguous float64 tensor of shape [", p.rows,
                     "] the forward returned, got ", lse.scalar_type(), " of shape ", lse.sizes());
   check_same_device({{"input", &p.input}, {"lse", &lse}}, op);
 }

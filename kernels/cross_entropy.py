@@ -13,7 +13,7 @@ Decomposition -- the CUDA kernels side by side:
     cross-entropy forward   one program per row, a loop over column blocks of BLOCK (one iteration when
                             C <= MAX_BLOCK): per block, its max, then sum exp(x - new max), merged into the
                             row's scalar (max, sum).  One read of the row, one exp per element; the program
-                            stores lse (one float) and the row's loss -- CUDA: a warp or a block per row.
+                            stores lse (one float64) and the row's loss -- CUDA: a warp or a block per row.
     cross-entropy backward  one program per row, the same column loop, one read of x and one write of dx.
     reduce (mean, sum)      one program folds the [2, rows] per-row (loss, weight) pairs.
     nll forward / backward  BLOCK rows / BLOCK gradient elements per program.
@@ -63,7 +63,7 @@ def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D
                              t_ptr, w_ptr, ignore_index, C, rows,  # target [rows] int64; weight [C] (if HAS_WEIGHT)
                              smoothing,
                              out_ptr,   # loss [rows] (reduction none) or partials [2, rows] (REDUCE)
-                             lse_ptr,   # [rows], ACC
+                             lse_ptr,   # [rows], float64
                              HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, REDUCE: tl.constexpr,
                              ACC: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
@@ -94,13 +94,14 @@ def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D
                 w_sum += tl.sum(w, axis=0)
             else:
                 d += tl.sum(xs, axis=0)
-    lse = m + tl.log(s)
+    # lse in float64 (as the CUDA kernels): lse - x_t stays exact to ACC however large the logits
+    lse = m.to(tl.float64) + tl.log(s.to(tl.float64))
     tl.store(lse_ptr + row, lse)
-    loss = (1.0 - smoothing) * w_t * (lse - x_t)
+    loss = (1.0 - smoothing) * w_t * (lse - x_t.to(tl.float64)).to(ACC)
     if SMOOTH:
         if not HAS_WEIGHT:
             w_sum = tl.full([], C, ACC)
-        loss += smoothing / C * ((lse - ref) * w_sum - d)
+        loss += smoothing / C * ((lse - ref.to(tl.float64)).to(ACC) * w_sum - d)
     loss = tl.where(valid, loss, 0.0)
     if REDUCE:
         tl.store(out_ptr + row, loss)
@@ -160,13 +161,15 @@ def cross_entropy_bwd_kernel(g_ptr, ld_g, tw_ptr,                # dL/dloss [row
     else:
         w_sum = tl.full([], C, ACC)
     coef = g * (a + b * w_sum)
-    lse = tl.load(lse_ptr + row)
+    lse = tl.load(lse_ptr + row)  # float64: split into hi + lo in ACC, x - hi exact for the logits that matter
+    lse_hi = lse.to(ACC)
+    lse_lo = (lse - lse_hi.to(tl.float64)).to(ACC)
     offs = tl.arange(0, BLOCK)
     for start in range(0, C, BLOCK):
         cols = start + offs
         mask = cols < C
         x = tl.load(x_row + cols * ld_c, mask=mask, other=0.0).to(ACC)
-        dx = coef * tl.exp(x - lse) - tl.where(cols == t, g * a, 0.0)
+        dx = coef * tl.exp((x - lse_hi) - lse_lo) - tl.where(cols == t, g * a, 0.0)
         if SMOOTH:
             if HAS_WEIGHT:
                 dx -= g * b * tl.load(w_ptr + cols, mask=mask, other=0.0).to(ACC)
@@ -297,7 +300,7 @@ def aot_variants():
                 yield {"kernel": cross_entropy_fwd_kernel,
                        "signature": {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64",
                                      "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64",
-                                     "smoothing": "fp32", "out_ptr": acc, "lse_ptr": acc, "HAS_WEIGHT": "constexpr",
+                                     "smoothing": "fp32", "out_ptr": acc, "lse_ptr": "*fp64", "HAS_WEIGHT": "constexpr",
                                      "SMOOTH": "constexpr", "REDUCE": "constexpr", "ACC": "constexpr",
                                      "BLOCK": "constexpr"},
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "REDUCE": True, "ACC": acc_tl,
@@ -306,7 +309,7 @@ def aot_variants():
                 yield {"kernel": cross_entropy_bwd_kernel,
                        "signature": {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64",
                                      "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p,
-                                     "ignore_index": "i64", "C": "i64", "smoothing": "fp32", "lse_ptr": acc,
+                                     "ignore_index": "i64", "C": "i64", "smoothing": "fp32", "lse_ptr": "*fp64",
                                      "gx_ptr": p, "HAS_WEIGHT": "constexpr", "SMOOTH": "constexpr", "MEAN": "constexpr",
                                      "ACC": "constexpr", "BLOCK": "constexpr"},
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "MEAN": True, "ACC": acc_tl,

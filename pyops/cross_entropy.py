@@ -83,7 +83,7 @@ def _forward_outputs(input, target, reduction, rows, lse=True):
         loss, total_weight = input.new_empty(target.shape), input.new_empty(0, dtype=acc)
     else:
         loss, total_weight = input.new_empty(()), input.new_empty(2, dtype=acc)  # (W_t, 1 / W_t)
-    return loss, (input.new_empty(rows, dtype=acc) if lse else None), total_weight
+    return loss, (input.new_empty(rows, dtype=torch.float64) if lse else None), total_weight  # lse: float64 always
 
 
 def _grad_rows(op, grad_loss, target, reduction):
@@ -154,7 +154,7 @@ def _triton_cross_entropy_fwd(input: torch.Tensor, target: torch.Tensor, weight:
     x, layout, t, w = _triton_inputs(op, input, target, weight, reduction, ignore_index)
     _check_label_smoothing(op, label_smoothing)
     loss, lse, total_weight = _forward_outputs(input, target, reduction, layout[0])
-    partials = input.new_empty((2, layout[0]), dtype=lse.dtype) if reduction else None
+    partials = input.new_empty((2, layout[0]), dtype=total_weight.dtype) if reduction else None
     k.cross_entropy_forward(x, layout, t, w, ignore_index, label_smoothing, loss, partials, lse, total_weight,
                             reduction == 1)
     return loss, lse, total_weight

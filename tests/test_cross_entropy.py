@@ -115,7 +115,7 @@ def _check_parity(loss, backend, shape, scale, weighted, ignore, smoothing, redu
 @pytest.mark.parametrize("variant", ["plain", "weighted-ignore-smoothing"])
 def test_parity_float32(backend, shape, scale, variant):
     # float32 against PyTorch: rtol 1e-4 (DESIGN "Numerics": reductions over >= 1000 elements -- the loss
-    # sums up to 67 x 1000 terms; with logits x1e4 every log-sum-exp is ~3e4, so its float32 rounding is
+    # sums up to 67 x 1000 terms; with logits x1e4 every row's loss is ~1e4, so its float32 rounding is
     # larger than 1e-6 in absolute terms)
     fancy = variant != "plain"
     _check_parity("cross_entropy", backend, shape, scale, fancy, "some" if fancy else "absent", 0.1 if fancy else 0.0,
@@ -274,6 +274,26 @@ def test_half_precision_triton():
                   ref_dtype=torch.float32)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(16, 10), (4, 300)])  # (16, 10): the CPU's lanes-across-rows path
+@pytest.mark.parametrize("scale", [40.0, 1e4])
+def test_large_logits_keep_float32_precision(backend, shape, scale):
+    """The gradient p_c - [c == t] stays as accurate as stock's however large the logits: the forward keeps
+    lse in float64 and the backward subtracts it as hi + lo (with a float32 lse, p_c = exp(x_c - lse) was off by
+    up to |lse| * 6e-8 relatively: ~6e-4 of the largest gradient at logits ~1e4)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=g) * scale
+    t = torch.randint(0, shape[1], (shape[0],), generator=g)
+    xd = x.double().requires_grad_()
+    F.cross_entropy(xd, t, label_smoothing=0.1).backward()
+    xs = x.clone().requires_grad_()
+    F.cross_entropy(xs, t, label_smoothing=0.1).backward()
+    xo = x.clone().requires_grad_()
+    pyops.cross_entropy(xo, t, label_smoothing=0.1, backend=backend).backward()
+    err = lambda gx: ((gx.double() - xd.grad).abs().max() / xd.grad.abs().max()).item()  # noqa: E731
+    assert err(xo.grad) <= max(2 * err(xs.grad), 5e-7), (err(xo.grad), err(xs.grad))
+
+
 # ---------------------------------------------------------------- nothing of size N x C besides the gradient
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_saves_only_per_row_statistics(backend):
@@ -287,8 +307,8 @@ def test_saves_only_per_row_statistics(backend):
     # the only N x C tensor kept is the caller's logits themselves (a reference, no copy)
     assert len(big) == 1 and big[0].data_ptr() == x.data_ptr() and big[0].shape == x.shape
     assert all(s.numel() <= N for s in saved if s is not big[0])
-    lse = [s for s in saved if s.dtype == torch.float32 and s.shape == (N,)]
-    assert len(lse) == 1  # the per-row log-sum-exp
+    lse = [s for s in saved if s.dtype == torch.float64 and s.shape == (N,)]
+    assert len(lse) == 1  # the per-row log-sum-exp (float64: see test_large_logits_keep_float32_precision)
     out.backward()
 
 
@@ -475,9 +495,11 @@ def test_cpp_ops_check_their_arguments():
     x, t = torch.randn(3, 5), torch.tensor([0, 4, 1])
     with pytest.raises(ValueError, match=r"cross_entropy: reduction 3 is not one of 0 \(none\), 1 \(mean\), 2 \(sum\)"):
         torch.ops.pyops.cross_entropy_fwd(x, t, None, 3, -100, 0.0)
-    with pytest.raises(ValueError, match=r"cross_entropy_backward: expected lse to be the contiguous Float tensor "
+    with pytest.raises(ValueError, match=r"cross_entropy_backward: expected lse to be the contiguous float64 tensor "
                                          r"of shape \[3\]"):
         torch.ops.pyops.cross_entropy_bwd(torch.ones(()), x, t, None, torch.zeros(4), torch.ones(2), 1, -100, 0.0)
+    with pytest.raises(ValueError, match=r"expected lse to be the contiguous float64 tensor .* got Float of shape"):
+        torch.ops.pyops.cross_entropy_bwd(torch.ones(()), x, t, None, torch.zeros(3), torch.ones(2), 1, -100, 0.0)
     with pytest.raises(ValueError, match=r"nll_loss_backward: expected a 0-D grad_loss \(reduction mean/sum\)"):
         torch.ops.pyops.nll_loss_bwd(torch.ones(3), x, t, None, torch.ones(2), 1, -100)
     with pytest.raises(ValueError, match=r"nll_loss_backward: expected total_weight to be the contiguous Float tensor "

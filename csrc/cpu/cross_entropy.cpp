@@ -8,8 +8,8 @@
 //   forward   one streaming pass per row: every SIMD lane keeps a running (max, sum of exp), rescaled only
 //             when its max moves, so one exp per element and each row read once; the lanes merge at the
 //             end.  Label smoothing adds sum w_c (x_c - ref) and sum w_c in the same pass.
-//             Kept per row: lse (4 bytes); nothing of size N x C.
-//   backward  one pass: dx = coef * exp(x - lse) - per_w * w_c, then dx[t] -= at_t (one element).  The
+//             Kept per row: lse (8 bytes, a double: see cross_entropy.cuh); nothing of size N x C.
+//   backward  one pass: dx = coef * exp((x - hi) - lo) - per_w * w_c (lse = hi + lo), then dx[t] -= at_t.  The
 //             gradient is the one large fresh buffer: advise_huge_pages (csrc/cross_entropy.h) makes its
 //             first touch cost 2 MiB page faults instead of 4 KiB ones.
 // A row whose classes are strided (an (N, C, d1, ...) input) takes a scalar loop with the same math.
@@ -194,7 +194,7 @@ template <class T> bool all_finite(const Vectorized<T>& v) {
 
 template <class T, bool SMOOTH>
 bool group_stats_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64_t r0, int64_t n, const T* ref,
-                       T* lse, T* d) {
+                       T* max, T* log_sum, T* d) {
   using V = Vectorized<T>;
   constexpr int64_t L = V::size();
   alignas(64) T buf[kLanesMaxC * L];
@@ -204,7 +204,8 @@ bool group_stats_lanes(const InputRows<T>& in, int64_t classes, const T* w, int6
   if (!all_finite(m)) return false;
   V s(0);
   for (int64_t c = 0; c < classes; ++c) s += fast_exp(V::loadu(buf + c * L) - m);  // arguments <= 0 or -inf
-  (m + s.log()).store(lse);
+  m.store(max);
+  s.log().store(log_sum);
   if constexpr (SMOOTH) {
     const V vr = V::loadu(ref);
     V acc(0);
@@ -231,7 +232,7 @@ template <class T> struct LossInputs {
 
 template <class T, bool SMOOTH>
 void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T eps, T* rows_out,
-                                  std::vector<T>& part, T* lse) {
+                                  std::vector<T>& part, double* lse) {
   constexpr int64_t L = Vectorized<T>::size();
   const LossInputs<T> li(p, SMOOTH);
   const auto& [in, target, w, C, wsum] = li;
@@ -239,7 +240,7 @@ void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T 
     for (int64_t r0 = begin; r0 < end; r0 += L) {  // groups of L rows
       const int64_t n = std::min(L, end - r0);
       RowTarget<T> tg[L];
-      alignas(64) T xt[L], ref[L], l[L], d[L];
+      alignas(64) T xt[L], ref[L], mx[L], ls[L], d[L];
       for (int64_t i = 0; i < L; ++i) {
         if (i < n) {
           tg[i] = read_target("cross_entropy", target, r0 + i, w, C, ignore_index);
@@ -249,21 +250,24 @@ void cross_entropy_forward_kernel(const LossProblem& p, int64_t ignore_index, T 
         }
         ref[i] = std::isfinite(xt[i]) ? xt[i] : T(0);  // shift of the smoothing sum (cross_entropy.cuh)
       }
-      if (C > kLanesMaxC || !group_stats_lanes<T, SMOOTH>(in, C, w, r0, n, ref, l, d)) {
+      if (C > kLanesMaxC || !group_stats_lanes<T, SMOOTH>(in, C, w, r0, n, ref, mx, ls, d)) {
         for (int64_t i = 0; i < n; ++i) {
           const T* xr = in.row(r0 + i);
           const RowStats<T> st = p.ld_c == 1 ? row_stats_contiguous<T, SMOOTH>(xr, w, C, ref[i])
                                              : row_stats_strided<T, SMOOTH>(xr, p.ld_c, w, C, ref[i]);
-          l[i] = st.m + std::log(st.s);
+          mx[i] = st.m;
+          ls[i] = std::log(st.s);
           d[i] = st.d;
         }
       }
       for (int64_t i = 0; i < n; ++i) {
-        lse[r0 + i] = l[i];
+        // lse in double (cross_entropy.cuh): lse - x_t is then exact to T however large the logits
+        const double l = double(mx[i]) + double(ls[i]);
+        lse[r0 + i] = l;
         T loss = 0;
         if (tg[i].t >= 0) {
-          loss = (T(1) - eps) * tg[i].w * (l[i] - xt[i]);
-          if constexpr (SMOOTH) loss += eps / T(C) * ((l[i] - ref[i]) * wsum - d[i]);
+          loss = (T(1) - eps) * tg[i].w * T(l - double(xt[i]));
+          if constexpr (SMOOTH) loss += eps / T(C) * (T(l - double(ref[i])) * wsum - d[i]);
         }
         store_row_loss(r0 + i, p.rows, loss, tg[i].w, rows_out, part);
       }
@@ -277,14 +281,22 @@ template <class T> struct RowGrad {
   int64_t t;  // -1: ignored
 };
 
+// The forward's double lse as hi + lo in T: (x - hi) - lo is x - lse to T's precision for every logit that
+// matters (x - hi is exact within a factor 2 of hi), so p_c = exp(x_c - lse) is as accurate as exp(x_c - m) / s.
+template <class T> struct SplitLse {
+  T hi, lo;
+  explicit SplitLse(double lse) : hi(T(lse)), lo(T(lse - double(T(lse)))) {}
+  SplitLse() : hi(0), lo(0) {}
+};
+
 template <class T, bool SMOOTH>
-void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, T lse, const RowGrad<T>& g) {
+void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, SplitLse<T> lse, const RowGrad<T>& g) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
-  const V vl(lse), vc(g.coef), vpw(g.per_w);
-  const bool fast = std::isfinite(lse);  // then x - lse is finite or -inf (else +inf/NaN logits: exact exp)
+  const V vh(lse.hi), vlo(lse.lo), vc(g.coef), vpw(g.per_w);
+  const bool fast = std::isfinite(lse.hi);  // then x - lse is finite or -inf (else +inf/NaN logits: exact exp)
   auto one = [&](int64_t c, int64_t n) {  // n == W: full vector
-    const V z = (n == W ? V::loadu(x + c) : V::loadu(x + c, n)) - vl;
+    const V z = ((n == W ? V::loadu(x + c) : V::loadu(x + c, n)) - vh) - vlo;
     V d = vc * (fast ? fast_exp(z) : z.exp());
     if constexpr (SMOOTH) d = d - vpw * (w ? (n == W ? V::loadu(w + c) : V::loadu(w + c, n)) : V(1));
     if (n == W) d.store(gx + c);
@@ -301,10 +313,10 @@ void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, T lse, 
 }
 
 template <class T, bool SMOOTH>
-void row_grad_strided(const T* x, int64_t ld_c, const T* w, T* gx, int64_t gld_c, int64_t classes, T lse,
-                      const RowGrad<T>& g) {
+void row_grad_strided(const T* x, int64_t ld_c, const T* w, T* gx, int64_t gld_c, int64_t classes,
+                      SplitLse<T> lse, const RowGrad<T>& g) {
   for (int64_t c = 0; c < classes; ++c) {
-    T d = g.coef * std::exp(x[c * ld_c] - lse);
+    T d = g.coef * std::exp((x[c * ld_c] - lse.hi) - lse.lo);
     if (c == g.t) d -= g.at_t;
     if constexpr (SMOOTH) d -= g.per_w * (w ? w[c] : T(1));
     gx[c * gld_c] = d;
@@ -314,12 +326,12 @@ void row_grad_strided(const T* x, int64_t ld_c, const T* w, T* gx, int64_t gld_c
 // Small C, lanes across rows (see group_stats_lanes): dx for L rows per vector step, written back through the
 // [C][L] buffer.  Needs every lane's lse finite (else false: the per-row path).
 template <class T, bool SMOOTH>
-bool group_grad_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64_t r0, int64_t n, const T* lse,
-                      const RowGrad<T>* rg, T* gx, const InputRows<T>& out) {
+bool group_grad_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64_t r0, int64_t n, const T* lse_hi,
+                      const T* lse_lo, const RowGrad<T>* rg, T* gx, const InputRows<T>& out) {
   using V = Vectorized<T>;
   constexpr int64_t L = V::size();
-  const V vl = V::loadu(lse);
-  if (!all_finite(vl)) return false;
+  const V vh = V::loadu(lse_hi), vlo = V::loadu(lse_lo);
+  if (!all_finite(vh)) return false;
   alignas(64) T buf[kLanesMaxC * L], coef[L], at_t[L], per_w[L], t[L];
   for (int64_t i = 0; i < L; ++i) {
     const RowGrad<T>& g = rg[std::min(i, n - 1)];
@@ -331,7 +343,7 @@ bool group_grad_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64
   load_group(in, classes, r0, n, buf);
   const V vc = V::loadu(coef), vat = V::loadu(at_t), vpw = V::loadu(per_w), vt = V::loadu(t);
   for (int64_t c = 0; c < classes; ++c) {
-    V d = vc * fast_exp(V::loadu(buf + c * L) - vl) - V::blendv(V(0), vat, vt == V(T(c)));
+    V d = vc * fast_exp((V::loadu(buf + c * L) - vh) - vlo) - V::blendv(V(0), vat, vt == V(T(c)));
     if constexpr (SMOOTH) d = d - vpw * V(w ? w[c] : T(1));
     d.store(buf + c * L);
   }
@@ -344,7 +356,7 @@ bool group_grad_lanes(const InputRows<T>& in, int64_t classes, const T* w, int64
 
 template <class T, bool SMOOTH>
 void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t ld_grad, T inv_total,
-                                   int64_t ignore_index, T eps, const T* lse, T* gx) {
+                                   int64_t ignore_index, T eps, const double* lse, T* gx) {
   constexpr int64_t L = Vectorized<T>::size();
   const LossInputs<T> li(p, SMOOTH);
   const auto& [in, target, w, C, wsum] = li;
@@ -360,9 +372,14 @@ void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t 
         const T a = (T(1) - eps) * tg.w, b = eps / T(C);
         rg[i] = {g * (a + b * wsum), g * a, g * b, tg.t};
       }
-      alignas(64) T l[L];
-      for (int64_t i = 0; i < L; ++i) l[i] = lse[r0 + std::min(i, n - 1)];
-      if (C <= kLanesMaxC && group_grad_lanes<T, SMOOTH>(in, C, w, r0, n, l, rg, gx, out)) continue;
+      SplitLse<T> l[L];
+      alignas(64) T hi[L], lo[L];
+      for (int64_t i = 0; i < L; ++i) {
+        l[i] = SplitLse<T>(lse[r0 + std::min(i, n - 1)]);
+        hi[i] = l[i].hi;
+        lo[i] = l[i].lo;
+      }
+      if (C <= kLanesMaxC && group_grad_lanes<T, SMOOTH>(in, C, w, r0, n, hi, lo, rg, gx, out)) continue;
       for (int64_t i = 0; i < n; ++i) {
         T* gxr = gx + (out.row(r0 + i) - out.x);
         if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r0 + i), w, gxr, C, l[i], rg[i]);
@@ -394,7 +411,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_fwd(const at::Tenso
     std::vector<T> part(reduction == kReduceNone ? 0 : 2 * p.rows);
     T* rows_out = reduction == kReduceNone ? o.loss.data_ptr<T>() : nullptr;
     auto run = label_smoothing != 0.0 ? cross_entropy_forward_kernel<T, true> : cross_entropy_forward_kernel<T, false>;
-    run(p, ignore_index, T(label_smoothing), rows_out, part, o.lse.data_ptr<T>());
+    run(p, ignore_index, T(label_smoothing), rows_out, part, o.lse.data_ptr<double>());
     if (reduction != kReduceNone) reduce_rows(part, p.rows, reduction, o);
   });
   return {o.loss, o.lse, o.total_weight};
@@ -412,7 +429,7 @@ at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& inpu
     using T = decltype(tag);
     auto run = label_smoothing != 0.0 ? cross_entropy_backward_kernel<T, true> : cross_entropy_backward_kernel<T, false>;
     run(b.p, b.grad.data_ptr<T>(), b.ld_grad, inverse_total_weight<T>(total_weight, reduction), ignore_index,
-        T(label_smoothing), lse.data_ptr<T>(), b.grad_input.data_ptr<T>());
+        T(label_smoothing), lse.data_ptr<double>(), b.grad_input.data_ptr<T>());
   });
   return b.grad_input;
 }

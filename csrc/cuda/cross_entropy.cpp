@@ -51,7 +51,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cross_entropy_fwd(const at::Tenso
     using T = typename decltype(tag)::type;
     check_launch(cross_entropy_forward<T>(ptr<const T>(p.input), input_rows(p), p.target.data_ptr<int64_t>(),
                                           weight_ptr<T>(p), ignore_index, label_smoothing, loss_output<T>(o, reduction),
-                                          ptr<acc_t<T>>(o.lse), current_stream(input)),
+                                          ptr<double>(o.lse), current_stream(input)),
                  op);
   });
   return {o.loss, o.lse, o.total_weight};
@@ -73,7 +73,7 @@ at::Tensor cross_entropy_bwd(const at::Tensor& grad_loss, const at::Tensor& inpu
     check_launch(cross_entropy_backward<T>(ptr<const T>(b.grad), b.ld_grad,
                                            inverse_total_weight<T>(total_weight, reduction), ptr<const T>(p.input),
                                            input_rows(p), p.target.data_ptr<int64_t>(), weight_ptr<T>(p),
-                                           ignore_index, label_smoothing, ptr<const acc_t<T>>(lse),
+                                           ignore_index, label_smoothing, ptr<const double>(lse),
                                            ptr<T>(b.grad_input), contiguous_rows(p), current_stream(input)),
                  op);
   });

@@ -25,8 +25,11 @@
 //   d loss_r / d x_c = (1-eps) w_t (p_c - [c == t]) + (eps/C) (W p_c - w_c)
 //                    = (a + b W) p_c - a [c == t] - b w_c,          a = (1-eps) w_t,  b = eps / C
 //   without weights:  p_c - ((1-eps) [c == t] + eps/C)  =  softmax - one_hot_smoothed.
-//   p_c = exp(x_c - lse), so the forward keeps lse (one float per row) and nothing of size N x C; the
-//   backward reads x once and writes dx once.  nll_loss: d loss_r / d x_c = -w_t [c == t].
+//   p_c = exp(x_c - lse), so the forward keeps lse (one double per row) and nothing of size N x C; the
+//   backward reads x once and writes dx once.  lse is kept in double and split into hi + lo in the
+//   accumulation type for the backward, so p_c = exp((x_c - hi) - lo) is as accurate as exp(x_c - m) / s
+//   however large the logits (a float lse would be off by up to ulp(lse), a relative error of |lse| * 6e-8
+//   in every p_c).  nll_loss: d loss_r / d x_c = -w_t [c == t].
 //
 // Who owns what:
 //   cross-entropy, C <= 1024   warp per row, blockDim (32, 4); lane l reads columns l*VEC, l*VEC + 32*VEC, ...
@@ -86,17 +89,17 @@ inline CrossEntropyPlan cross_entropy_plan(int64_t rows, int64_t classes, int el
 }
 
 // Raw-pointer entry points called by the glue (csrc/cuda/cross_entropy.cpp).  Return nullptr on
-// success, else the launch error.  target: [rows] int64; weight: [C] or nullptr; lse: [rows].
+// success, else the launch error.  target: [rows] int64; weight: [C] or nullptr; lse: [rows] double.
 template <class T>
 const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* target, const T* weight,
-                                  int64_t ignore_index, double smoothing, LossOutput<T> out, acc_t<T>* lse,
+                                  int64_t ignore_index, double smoothing, LossOutput<T> out, double* lse,
                                   Stream stream, CrossEntropyPlan* plan_out = nullptr);
 // grad: dL/dloss, [rows] with stride ld_grad (none) or [] (mean, sum: ld_grad 0); inv_total_weight: &total_weight[1]
 // of the forward for mean, nullptr otherwise.  gx: [N, C, D] laid out as gl.
 template <class T>
 const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const T* x,
                                    ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
-                                   double smoothing, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream,
+                                   double smoothing, const double* lse, T* gx, ClassRows gl, Stream stream,
                                    CrossEntropyPlan* plan_out = nullptr);
 template <class T>
 const char* nll_loss_forward(const T* x, ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
@@ -173,14 +176,16 @@ __device__ __forceinline__ RowStats<acc_t<T>> row_stats(const T* xr, int64_t ld_
 template <class T, bool SMOOTH>
 __device__ __forceinline__ void write_row_loss(int64_t row, int64_t rows, int64_t classes, const RowTarget<acc_t<T>>& tg,
                                                acc_t<T> xt, acc_t<T> ref, const RowStats<acc_t<T>>& st,
-                                               Smoothing<acc_t<T>> sm, const LossOutput<T>& out, acc_t<T>* lse) {
+                                               Smoothing<acc_t<T>> sm, const LossOutput<T>& out, double* lse) {
   using A = acc_t<T>;
-  const A l = st.m + log_(st.s);
+  // In double: lse - x for a logit near lse is then exact to the accumulation type, however large the logits
+  // (in float, lse = m + log s would carry ulp(m) of error into every p_c and into the loss).
+  const double l = double(st.m) + log(double(st.s));
   lse[row] = l;
   A loss = 0;
   if (tg.valid) {
-    loss = sm.keep * tg.w * (l - xt);
-    if constexpr (SMOOTH) loss += sm.spread * ((l - ref) * st.wsum - st.d);
+    loss = sm.keep * tg.w * A(l - double(xt));
+    if constexpr (SMOOTH) loss += sm.spread * (A(l - double(ref)) * st.wsum - st.d);
   }
   if (out.per_row) {
     out.rows_out[row] = from_acc<T>(loss);
@@ -208,7 +213,7 @@ cross_entropy_fwd_warp_kernel(const T* __restrict__ x, ClassRows xl,            
                      const int64_t* __restrict__ target,               // [rows]
                      const T* __restrict__ weight,                     // [C] or nullptr
                      int64_t ignore_index, Smoothing<acc_t<T>> sm,
-                     LossOutput<T> out, acc_t<T>* __restrict__ lse) {  // lse: [rows]
+                     LossOutput<T> out, double* __restrict__ lse) {  // lse: [rows]
   using A = acc_t<T>;
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = 32 * VEC;
   for (int64_t row = int64_t(blockIdx.x) * blockDim.y + threadIdx.y; row < xl.rows;
@@ -232,7 +237,7 @@ template <class T, int VEC, bool SMOOTH>
 __global__ void __launch_bounds__(1024, 1)
 cross_entropy_fwd_block_kernel(const T* __restrict__ x, ClassRows xl, const int64_t* __restrict__ target,
                       const T* __restrict__ weight, int64_t ignore_index, Smoothing<acc_t<T>> sm, LossOutput<T> out,
-                      acc_t<T>* __restrict__ lse) {
+                      double* __restrict__ lse) {
   using A = acc_t<T>;
   __shared__ A part_m[32], part_s[32];  // one (max, sum) pair per warp; part_m doubles as block_sum scratch
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = int64_t(blockDim.x) * VEC;
@@ -293,15 +298,18 @@ __device__ __forceinline__ RowGrad<acc_t<T>> row_grad(const T* grad, int64_t ld_
 
 template <class T, int VEC, bool SMOOTH>
 __device__ __forceinline__ void row_write_grad(const T* xr, int64_t ld_c, T* gxr, int64_t gld_c, const T* weight,
-                                               int64_t begin, int64_t step, int64_t classes, acc_t<T> lse,
+                                               int64_t begin, int64_t step, int64_t classes, double lse,
                                                const RowGrad<acc_t<T>>& rg) {
   using A = acc_t<T>;
+  // lse split into hi + lo in the accumulation type: x - hi is exact for the logits that matter (those
+  // within a factor 2 of lse), so (x - hi) - lo keeps p_c as accurate as exp(x - m) / s.
+  const A hi = A(lse), lo = A(lse - double(hi));
   for (int64_t c = begin; c < classes; c += step) {
     const Vec<T, VEC> v = load_classes<T, VEC>(xr, c, ld_c);
     Vec<T, VEC> o;
 #pragma unroll
     for (int i = 0; i < VEC; ++i) {
-      A d = rg.coef * exp_(to_acc(v.v[i]) - lse);
+      A d = rg.coef * exp_((to_acc(v.v[i]) - hi) - lo);
       if (c + i == rg.t) d -= rg.at_t;
       if constexpr (SMOOTH) d -= rg.per_w * (weight ? to_acc(weight[c + i]) : A(1));
       o.v[i] = from_acc<T>(d);
@@ -323,7 +331,7 @@ cross_entropy_bwd_warp_kernel(const T* __restrict__ grad, int64_t ld_grad,   // 
                      const acc_t<T>* __restrict__ inv_total_weight,  // 1 / W_t for mean, else nullptr
                      const T* __restrict__ x, ClassRows xl,         // logits, [N, C, D]
                      const int64_t* __restrict__ target, const T* __restrict__ weight, int64_t ignore_index,
-                     Smoothing<acc_t<T>> sm, const acc_t<T>* __restrict__ lse,  // lse: [rows], from the forward
+                     Smoothing<acc_t<T>> sm, const double* __restrict__ lse,  // lse: [rows], from the forward
                      T* __restrict__ gx, ClassRows gl) {                     // dL/dx, [N, C, D] as gl
   using A = acc_t<T>;
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = 32 * VEC;
@@ -344,7 +352,7 @@ __global__ void __launch_bounds__(1024, 1)
 cross_entropy_bwd_block_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>* __restrict__ inv_total_weight,
                       const T* __restrict__ x, ClassRows xl, const int64_t* __restrict__ target,
                       const T* __restrict__ weight, int64_t ignore_index, Smoothing<acc_t<T>> sm,
-                      const acc_t<T>* __restrict__ lse, T* __restrict__ gx, ClassRows gl) {
+                      const double* __restrict__ lse, T* __restrict__ gx, ClassRows gl) {
   using A = acc_t<T>;
   __shared__ A scratch[32];
   const int64_t begin = int64_t(threadIdx.x) * VEC, step = int64_t(blockDim.x) * VEC;
@@ -431,7 +439,7 @@ template <class T> void launch_loss_reduce(const LossOutput<T>& out, int64_t row
 
 template <class T, int VEC, bool SMOOTH>
 void cross_entropy_forward_launch(const CrossEntropyPlan& p, const T* x, ClassRows xl, const int64_t* target, const T* weight,
-                         int64_t ignore_index, Smoothing<acc_t<T>> sm, const LossOutput<T>& out, acc_t<T>* lse,
+                         int64_t ignore_index, Smoothing<acc_t<T>> sm, const LossOutput<T>& out, double* lse,
                          Stream stream) {
   if (p.variant == CrossEntropyVariant::WarpPerRow)
     PYOPS_LAUNCH(p.cfg, stream, cross_entropy_fwd_warp_kernel<T, VEC, SMOOTH>)(x, xl, target, weight, ignore_index, sm,
@@ -449,7 +457,7 @@ template <class T> bool classes_vectorizable(const T* base, const ClassRows& l) 
 
 template <class T>
 const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* target, const T* weight,
-                                  int64_t ignore_index, double smoothing, LossOutput<T> out, acc_t<T>* lse,
+                                  int64_t ignore_index, double smoothing, LossOutput<T> out, double* lse,
                                   Stream stream, CrossEntropyPlan* plan_out) {
   constexpr int V = 16 / sizeof(T);
   const bool smooth = smoothing != 0.0;
@@ -473,7 +481,7 @@ const char* cross_entropy_forward(const T* x, ClassRows xl, const int64_t* targe
 template <class T, int VEC, bool SMOOTH>
 void cross_entropy_backward_launch(const CrossEntropyPlan& p, const T* grad, int64_t ld_grad, const acc_t<T>* inv_total, const T* x,
                           ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
-                          Smoothing<acc_t<T>> sm, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream) {
+                          Smoothing<acc_t<T>> sm, const double* lse, T* gx, ClassRows gl, Stream stream) {
   if (p.variant == CrossEntropyVariant::WarpPerRow)
     PYOPS_LAUNCH(p.cfg, stream, cross_entropy_bwd_warp_kernel<T, VEC, SMOOTH>)(grad, ld_grad, inv_total, x, xl, target,
                                                                       weight, ignore_index, sm, lse, gx, gl);
@@ -485,7 +493,7 @@ void cross_entropy_backward_launch(const CrossEntropyPlan& p, const T* grad, int
 template <class T>
 const char* cross_entropy_backward(const T* grad, int64_t ld_grad, const acc_t<T>* inv_total_weight, const T* x,
                                    ClassRows xl, const int64_t* target, const T* weight, int64_t ignore_index,
-                                   double smoothing, const acc_t<T>* lse, T* gx, ClassRows gl, Stream stream,
+                                   double smoothing, const double* lse, T* gx, ClassRows gl, Stream stream,
                                    CrossEntropyPlan* plan_out) {
   constexpr int V = 16 / sizeof(T);
   const bool smooth = smoothing != 0.0;
@@ -541,9 +549,9 @@ const char* nll_loss_backward(const T* grad, int64_t ld_grad, const acc_t<T>* in
 #if defined(PYOPS_INSTANTIATE)
 #define PYOPS_LOSS_INSTANTIATE(T)                                                                                   \
   template const char* cross_entropy_forward<T>(const T*, ClassRows, const int64_t*, const T*, int64_t, double,    \
-                                                LossOutput<T>, acc_t<T>*, Stream, CrossEntropyPlan*);                       \
+                                                LossOutput<T>, double*, Stream, CrossEntropyPlan*);                         \
   template const char* cross_entropy_backward<T>(const T*, int64_t, const acc_t<T>*, const T*, ClassRows,          \
-                                                 const int64_t*, const T*, int64_t, double, const acc_t<T>*, T*,   \
+                                                 const int64_t*, const T*, int64_t, double, const double*, T*,     \
                                                  ClassRows, Stream, CrossEntropyPlan*);                                     \
   template const char* nll_loss_forward<T>(const T*, ClassRows, const int64_t*, const T*, int64_t, LossOutput<T>,  \
                                            Stream);                                                                 \
