@@ -151,6 +151,25 @@ def test_neg_inf_logits(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("C", [9, 40])
+def test_infinite_lse_rows_are_nan_like_pytorch(backend, C):
+    # a row of -inf only and a row holding +inf: lse is -inf / +inf, the loss and every gradient of the row NaN
+    x = torch.randn(3, C)
+    x[0, :] = float("-inf")
+    x[1, 4] = float("inf")
+    t = torch.tensor([1, 4, 2])
+    xa = x.clone().requires_grad_()
+    out = pyops.cross_entropy(xa, t, reduction="none", backend=backend)
+    (g,) = torch.autograd.grad(out.sum(), xa)
+    xr = x.clone().requires_grad_()
+    expected = F.cross_entropy(xr, t, reduction="none")
+    (gr,) = torch.autograd.grad(expected.sum(), xr)
+    assert torch.isnan(gr[:2]).all() and torch.isnan(expected[:2]).all()  # PyTorch's answer, which we copy
+    assert_close(out, expected)  # (NaN where PyTorch has NaN)
+    assert_close(g, gr)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("C", [10, 40])
 def test_nan_logits_propagate(backend, C):
     # a NaN in a row makes that row's loss and gradient NaN (PyTorch's behaviour); the other rows are untouched

@@ -283,6 +283,7 @@ template <class T> struct RowGrad {
 
 // The forward's double lse as hi + lo in T: (x - hi) - lo is x - lse to T's precision for every logit that
 // matters (x - hi is exact within a factor 2 of hi), so p_c = exp(x_c - lse) is as accurate as exp(x_c - m) / s.
+// An infinite lse (a row of -inf only, or holding +inf) gives lo = NaN: the row's gradient is NaN, as PyTorch's.
 template <class T> struct SplitLse {
   T hi, lo;
   explicit SplitLse(double lse) : hi(T(lse)), lo(T(lse - double(T(lse)))) {}

@@ -302,7 +302,8 @@ __device__ __forceinline__ void row_write_grad(const T* xr, int64_t ld_c, T* gxr
                                                const RowGrad<acc_t<T>>& rg) {
   using A = acc_t<T>;
   // lse split into hi + lo in the accumulation type: x - hi is exact for the logits that matter (those
-  // within a factor 2 of lse), so (x - hi) - lo keeps p_c as accurate as exp(x - m) / s.
+  // within a factor 2 of lse), so (x - hi) - lo keeps p_c as accurate as exp(x - m) / s.  An infinite lse
+  // gives lo = NaN: the row's gradient is NaN, as PyTorch's.
   const A hi = A(lse), lo = A(lse - double(hi));
   for (int64_t c = begin; c < classes; c += step) {
     const Vec<T, VEC> v = load_classes<T, VEC>(xr, c, ld_c);
