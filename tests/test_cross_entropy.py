@@ -150,6 +150,14 @@ def test_neg_inf_logits(backend):
             assert torch.isinf(out[:2]).all()
 
 
+def _rows_and_grads(x, t, backend):
+    """Per-row losses (reduction none) and the gradient of their sum: pyops on backend, then stock."""
+    xa, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = pyops.cross_entropy(xa, t, reduction="none", backend=backend)
+    expected = F.cross_entropy(xr, t, reduction="none")
+    return out, torch.autograd.grad(out.sum(), xa)[0], expected, torch.autograd.grad(expected.sum(), xr)[0]
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("C", [9, 40])
 def test_infinite_lse_rows_are_nan_like_pytorch(backend, C):
@@ -157,13 +165,7 @@ def test_infinite_lse_rows_are_nan_like_pytorch(backend, C):
     x = torch.randn(3, C)
     x[0, :] = float("-inf")
     x[1, 4] = float("inf")
-    t = torch.tensor([1, 4, 2])
-    xa = x.clone().requires_grad_()
-    out = pyops.cross_entropy(xa, t, reduction="none", backend=backend)
-    (g,) = torch.autograd.grad(out.sum(), xa)
-    xr = x.clone().requires_grad_()
-    expected = F.cross_entropy(xr, t, reduction="none")
-    (gr,) = torch.autograd.grad(expected.sum(), xr)
+    out, g, expected, gr = _rows_and_grads(x, torch.tensor([1, 4, 2]), backend)
     assert torch.isnan(gr[:2]).all() and torch.isnan(expected[:2]).all()  # PyTorch's answer, which we copy
     assert_close(out, expected)  # (NaN where PyTorch has NaN)
     assert_close(g, gr)
@@ -175,13 +177,7 @@ def test_nan_logits_propagate(backend, C):
     # a NaN in a row makes that row's loss and gradient NaN (PyTorch's behaviour); the other rows are untouched
     x = torch.randn(3, C)
     x[1, 7] = float("nan")
-    t = torch.tensor([0, 2, 5])
-    xa = x.clone().requires_grad_()
-    out = pyops.cross_entropy(xa, t, reduction="none", backend=backend)
-    (g,) = torch.autograd.grad(out.sum(), xa)
-    xr = x.clone().requires_grad_()
-    expected = F.cross_entropy(xr, t, reduction="none")
-    (gr,) = torch.autograd.grad(expected.sum(), xr)
+    out, g, expected, gr = _rows_and_grads(x, torch.tensor([0, 2, 5]), backend)
     assert torch.isnan(out[1]) and torch.isnan(g[1]).all()
     assert_close(out, expected)
     assert_close(g, gr)
