@@ -286,9 +286,8 @@ template <class T> struct RowGrad {
 // An infinite lse (a row of -inf only, or holding +inf) gives lo = NaN: the row's gradient is NaN, as PyTorch's.
 template <class T> struct SplitLse {
   T hi, lo;
-  explicit SplitLse(double lse) : hi(T(lse)), lo(T(lse - double(T(lse)))) {}
-  SplitLse() : hi(0), lo(0) {}
 };
+template <class T> SplitLse<T> split_lse(double lse) { return {T(lse), T(lse - double(T(lse)))}; }
 
 template <class T, bool SMOOTH>
 void row_grad_contiguous(const T* x, const T* w, T* gx, int64_t classes, SplitLse<T> lse, const RowGrad<T>& g) {
@@ -373,18 +372,18 @@ void cross_entropy_backward_kernel(const LossProblem& p, const T* grad, int64_t 
         const T a = (T(1) - eps) * tg.w, b = eps / T(C);
         rg[i] = {g * (a + b * wsum), g * a, g * b, tg.t};
       }
-      SplitLse<T> l[L];
-      alignas(64) T hi[L], lo[L];
+      alignas(64) T hi[L], lo[L];  // the group's lse, split (lanes past n repeat the last row)
       for (int64_t i = 0; i < L; ++i) {
-        l[i] = SplitLse<T>(lse[r0 + std::min(i, n - 1)]);
-        hi[i] = l[i].hi;
-        lo[i] = l[i].lo;
+        const SplitLse<T> l = split_lse<T>(lse[r0 + std::min(i, n - 1)]);
+        hi[i] = l.hi;
+        lo[i] = l.lo;
       }
       if (C <= kLanesMaxC && group_grad_lanes<T, SMOOTH>(in, C, w, r0, n, hi, lo, rg, gx, out)) continue;
       for (int64_t i = 0; i < n; ++i) {
         T* gxr = gx + (out.row(r0 + i) - out.x);
-        if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r0 + i), w, gxr, C, l[i], rg[i]);
-        else row_grad_strided<T, SMOOTH>(in.row(r0 + i), p.ld_c, w, gxr, p.D, C, l[i], rg[i]);
+        const SplitLse<T> l{hi[i], lo[i]};
+        if (p.ld_c == 1 && p.D == 1) row_grad_contiguous<T, SMOOTH>(in.row(r0 + i), w, gxr, C, l, rg[i]);
+        else row_grad_strided<T, SMOOTH>(in.row(r0 + i), p.ld_c, w, gxr, p.D, C, l, rg[i]);
       }
     }
   });

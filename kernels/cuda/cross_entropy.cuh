@@ -180,7 +180,7 @@ __device__ __forceinline__ void write_row_loss(int64_t row, int64_t rows, int64_
   using A = acc_t<T>;
   // In double: lse - x for a logit near lse is then exact to the accumulation type, however large the logits
   // (in float, lse = m + log s would carry ulp(m) of error into every p_c and into the loss).
-  const double l = double(st.m) + log(double(st.s));
+  const double l = double(st.m) + log_(double(st.s));
   lse[row] = l;
   A loss = 0;
   if (tg.valid) {

@@ -119,14 +119,11 @@ template <class T> class Matrix {
   std::unique_ptr<T[]> mem_;
 };
 
-// |got - want| <= atol + row_atol[r] + rtol * |want| elementwise (NaN == NaN), with the dtype's
-// tolerances unless given; row_atol: an extra absolute tolerance per row (empty: none).  Reports the
-// worst element.
+// |got - want| <= atol + rtol * |want| elementwise (NaN == NaN), with the dtype's tolerances unless given.
+// Reports the worst element.
 template <class T>
-bool expect_close_rows(const std::string& what, const Matrix<T>& got, const std::vector<double>& want,
-                       const std::vector<double>& row_atol, double rtol = Dtype<T>::rtol,
-                       double atol = Dtype<T>::atol) {
-  const auto extra = [&](int64_t r) { return row_atol.empty() ? 0.0 : row_atol[size_t(r)]; };
+bool expect_close(const std::string& what, const Matrix<T>& got, const std::vector<double>& want,
+                  double rtol = Dtype<T>::rtol, double atol = Dtype<T>::atol) {
   double worst = 0;
   int64_t wr = -1, wc = -1;
   for (int64_t r = 0; r < got.rows(); ++r)
@@ -135,22 +132,15 @@ bool expect_close_rows(const std::string& what, const Matrix<T>& got, const std:
       double excess;
       if (std::isnan(w) || std::isnan(g)) excess = std::isnan(w) && std::isnan(g) ? 0 : INFINITY;
       else if (std::isinf(w) || std::isinf(g)) excess = g == w ? 0 : INFINITY;
-      else excess = std::fabs(g - w) / (atol + extra(r) + rtol * std::fabs(w));
+      else excess = std::fabs(g - w) / (atol + rtol * std::fabs(w));
       if (excess > worst) worst = excess, wr = r, wc = c;
     }
   if (worst <= 1) return true;
   char m[320];
-  snprintf(m, sizeof m, "%s: element (%lld, %lld) is %.9g, expected %.9g (rtol %g, atol %g + %g for this row)",
-           what.c_str(), (long long)wr, (long long)wc, got.get(wr, wc), want[size_t(wr * got.cols() + wc)], rtol, atol,
-           extra(wr));
+  snprintf(m, sizeof m, "%s: element (%lld, %lld) is %.9g, expected %.9g (rtol %g, atol %g)", what.c_str(),
+           (long long)wr, (long long)wc, got.get(wr, wc), want[size_t(wr * got.cols() + wc)], rtol, atol);
   fail(m);
   return false;
-}
-
-template <class T>
-bool expect_close(const std::string& what, const Matrix<T>& got, const std::vector<double>& want,
-                  double rtol = Dtype<T>::rtol, double atol = Dtype<T>::atol) {
-  return expect_close_rows(what, got, want, {}, rtol, atol);
 }
 
 // Deterministic random numbers, one stream per case name.
