@@ -563,6 +563,14 @@ def test_opcheck(backend, op):
     opcheck_samples(NAMESPACES[backend], op, _op_samples(op))
 
 
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "triton"])  # Triton: a Python Function
+@pytest.mark.parametrize("op", ["cross_entropy", "nll_loss"])
+def test_opcheck_autograd_ops(backend, op):
+    # the differentiable ops of csrc/autograd.cpp, with logits that require grad (autograd registration, fakes)
+    samples = [(x.detach().requires_grad_(), *rest) for x, *rest in _op_samples(op + "_fwd")]
+    opcheck_samples(NAMESPACES[backend], op, samples)
+
+
 def test_cuda_kernels_registered():
     assert_kernels_registered(OPS)
 

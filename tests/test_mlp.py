@@ -144,6 +144,10 @@ def test_opcheck(backend):
     torch.library.opcheck(ops.mlp_fwd, (x, ws, [None, None]))
     outs = ops.mlp_fwd(x, ws, bs)
     torch.library.opcheck(ops.mlp_bwd, (torch.randn(3, 3), x, ws, outs[:-1], [True, True, True, True, True]))
+    if backend != "triton":  # the differentiable op of csrc/autograd.cpp, with everything requiring grad
+        grad = [t.clone().requires_grad_() for t in (x, *ws, *bs)]
+        torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], grad[3:]))
+        torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], [grad[3], None]))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
