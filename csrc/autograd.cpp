@@ -1,4 +1,5 @@
-// autograd.cpp -- the differentiable ops: mlp, cross_entropy and nll_loss, each ONE C++ autograd node.
+// autograd.cpp -- the ops composed of the backend ops: the differentiable mlp, cross_entropy and nll_loss,
+// each ONE C++ autograd node, and mlp_train_step, a whole training step with no autograd graph (at the end).
 //
 //   mlp(input, weights[L], biases[L])                                         -> output
 //   cross_entropy(input, target, weight?, reduction, ignore_index, label_smoothing) -> loss
@@ -202,12 +203,105 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const std::optional<T
   return NLLLossFunction::apply(input, target, weight, reduction, ignore_index);
 }
 
+// ---------------------------------------------------------------- mlp_train_step
+// One whole training step of an MLP classifier, with no autograd graph at all: the same backend ops that a
+// `loss.backward(); optimizer.step()` step runs, in the same order with the same arguments, called one after
+// the other from here -- so the result is that step's, bit for bit, without the autograd engine (its nodes,
+// the gradient accumulation into .grad, the graph's bookkeeping) and the Python between the ops.  At the
+// MNIST sizes those cost more than the loss and the update themselves (docs/train_step.md).
+//   mlp_fwd -> [cross_entropy_fwd -> cross_entropy_bwd | log_softmax_fwd -> nll_loss_fwd -> nll_loss_bwd ->
+//   log_softmax_bwd] -> mlp_bwd (no grad_input) -> adam_step (weights, then the existing biases)
+// The gradient of the loss is ones_like(loss), as loss.backward() seeds it.  Returns the loss.
+Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList weights, at::TensorList biases,
+                      const c10::List<bool>& with_bias, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                      at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
+                      const std::optional<Tensor>& lr_tensor, const std::optional<Tensor>& counters, double lr,
+                      double beta1, double beta2, double weight_decay, double eps, bool amsgrad, bool maximize,
+                      bool decoupled_weight_decay, bool capturable, bool log_softmax_nll,
+                      const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
+                      double label_smoothing) {
+  constexpr const char* op = "mlp_train_step";
+  using OptT = const std::optional<Tensor>&;
+  static const auto mlp_fwd = find_op<std::vector<Tensor>(const Tensor&, at::TensorList,
+                                                          const c10::List<std::optional<Tensor>>&)>(
+      PYOPS_QUALIFIED("mlp_fwd"));
+  static const auto mlp_bwd = find_op<std::vector<Tensor>(const Tensor&, const Tensor&, at::TensorList,
+                                                          at::TensorList, const c10::List<bool>&)>(
+      PYOPS_QUALIFIED("mlp_bwd"));
+  static const auto ce_fwd = find_op<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, OptT, int64_t,
+                                                                        int64_t, double)>(
+      PYOPS_QUALIFIED("cross_entropy_fwd"));
+  static const auto ce_bwd = find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, OptT, const Tensor&,
+                                            const Tensor&, int64_t, int64_t, double)>(
+      PYOPS_QUALIFIED("cross_entropy_bwd"));
+  static const auto lsm_fwd = find_op<Tensor(const Tensor&, int64_t)>(PYOPS_QUALIFIED("log_softmax_fwd"));
+  static const auto lsm_bwd =
+      find_op<Tensor(const Tensor&, const Tensor&, int64_t)>(PYOPS_QUALIFIED("log_softmax_bwd"));
+  static const auto nll_fwd = find_op<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, OptT, int64_t,
+                                                                 int64_t)>(PYOPS_QUALIFIED("nll_loss_fwd"));
+  static const auto nll_bwd = find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, OptT, const Tensor&,
+                                             int64_t, int64_t)>(PYOPS_QUALIFIED("nll_loss_bwd"));
+  static const auto adam = find_op<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
+                                        at::TensorList, at::TensorList, OptT, OptT, double, double, double, double,
+                                        double, bool, bool, bool, bool)>(PYOPS_QUALIFIED("adam_step"));
+
+  const size_t L = weights.size();
+  TORCH_CHECK(L > 0, op, ": expected a non-empty list of weights");
+  TORCH_CHECK(with_bias.size() == L, op, ": expected with_bias to have one entry per layer (", L, "), got ",
+              with_bias.size());
+  size_t n_bias = 0;
+  for (const bool has : with_bias) n_bias += has;
+  TORCH_CHECK(biases.size() == n_bias, op, ": with_bias names ", n_bias, " biases, got ", biases.size());
+  TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sizes());
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == input.size(0), op, ": expected target of shape (",
+              input.size(0), ",) (one class index per row of input), got ", target.sizes());
+  TORCH_CHECK(reduction == 1 || reduction == 2, op,
+              ": expected reduction mean (1) or sum (2) -- a training step needs a scalar loss -- got ", reduction);
+
+  BelowAutograd guard;
+  c10::List<std::optional<Tensor>> b;
+  b.reserve(L);
+  for (size_t i = 0, j = 0; i < L; ++i) b.push_back(with_bias.get(i) ? std::optional<Tensor>(biases[j++]) : std::nullopt);
+  const std::vector<Tensor> outs = mlp_fwd.call(input, weights, b);
+  const Tensor& logits = outs.back();
+  Tensor loss, grad_logits;
+  if (!log_softmax_nll) {
+    Tensor lse, total_weight;
+    std::tie(loss, lse, total_weight) = ce_fwd.call(logits, target, weight, reduction, ignore_index, label_smoothing);
+    grad_logits = ce_bwd.call(at::ones_like(loss), logits, target, weight, lse, total_weight, reduction,
+                              ignore_index, label_smoothing);
+  } else {
+    TORCH_CHECK(label_smoothing == 0.0, op, ": label_smoothing applies to cross-entropy, not to log_softmax + nll");
+    const Tensor log_probs = lsm_fwd.call(logits, 1);
+    Tensor total_weight;
+    std::tie(loss, total_weight) = nll_fwd.call(log_probs, target, weight, reduction, ignore_index);
+    const Tensor grad_log_probs =
+        nll_bwd.call(at::ones_like(loss), log_probs, target, weight, total_weight, reduction, ignore_index);
+    grad_logits = lsm_bwd.call(grad_log_probs, log_probs, 1);
+  }
+  c10::List<bool> mask;  // input, weights, biases: no gradient for the input
+  mask.reserve(1 + 2 * L);
+  mask.push_back(false);
+  for (size_t i = 0; i < L; ++i) mask.push_back(true);
+  for (const bool has : with_bias) mask.push_back(has);
+  const at::TensorList hidden = at::TensorList(outs).slice(0, L - 1);
+  const std::vector<Tensor> grads = mlp_bwd.call(grad_logits, input, weights, hidden, mask);
+  std::vector<Tensor> params(weights.begin(), weights.end()), param_grads(grads.begin() + 1, grads.begin() + 1 + L);
+  params.insert(params.end(), biases.begin(), biases.end());
+  for (size_t i = 0; i < L; ++i)
+    if (with_bias.get(i)) param_grads.push_back(grads[1 + L + i]);
+  adam.call(params, param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
+            beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable);
+  return loss;
+}
+
 }  // namespace
 
 PYOPS_LIBRARY_IMPL(CompositeImplicitAutograd, m) {
   m.impl("mlp", &mlp);
   m.impl("cross_entropy", &cross_entropy);
   m.impl("nll_loss", &nll_loss);
+  m.impl("mlp_train_step", &mlp_train_step);
 }
 
 }  // namespace pyops

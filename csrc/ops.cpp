@@ -62,6 +62,15 @@ PYOPS_LIBRARY(m) {
   m.def("nll_loss(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index) -> Tensor");
   m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
         "float label_smoothing) -> Tensor");
+  // one training step of an MLP classifier with no autograd graph (csrc/autograd.cpp): mlp_fwd, the loss
+  // (cross_entropy, or log_softmax + nll_loss when log_softmax_nll) and its backward, mlp_bwd, then adam_step
+  // on the weights and the existing biases (with_bias as in mlp); the Adam arguments as in adam_step.  Returns
+  // the loss (reduction mean or sum).
+  m.def("mlp_train_step(Tensor input, Tensor target, Tensor(a!)[] weights, Tensor(b!)[] biases, bool[] with_bias, "
+        "Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] state_steps, "
+        "Tensor? lr_tensor, Tensor(g!)? counters, float lr, float beta1, float beta2, float weight_decay, float eps, "
+        "bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, bool log_softmax_nll, "
+        "Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 }
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.

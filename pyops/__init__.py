@@ -14,6 +14,7 @@ from .linear_relu import linear, linear_relu
 from .mlp import mlp
 from . import nn
 from .cross_entropy import cross_entropy, nll_loss
+from .train_step import mlp_train_step
 
 __all__ = [
     "BACKENDS",
@@ -30,4 +31,5 @@ __all__ = [
     "nn",
     "cross_entropy",
     "nll_loss",
+    "mlp_train_step",
 ]

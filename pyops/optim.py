@@ -245,6 +245,7 @@ class Adam(torch.optim.Optimizer):
     def reset_cache(self) -> None:
         """Forget the cached per-group tensor lists (rebuilt at the next step)."""
         self._plans: dict[int, _Plan] = {}
+        self._train_steps: dict = {}  # pyops.mlp_train_step's (group, bucket) per list of params
 
     def add_param_group(self, param_group) -> None:
         super().add_param_group(param_group)
@@ -336,31 +337,66 @@ class Adam(torch.optim.Optimizer):
         plan.key, plan.buckets = key, []
         n_all = len(group["params"])
         for dtype, index in buckets.items():
-            b = _Bucket()
             ps = [group["params"][i] for i in index]
-            states = [self.state[p] for p in ps]
-            device = ps[0].device
-            backend = _backend.resolve(key[3], device, name)
-            b.index = None if len(index) == n_all else index
-            b.params = ps
-            b.exp_avgs = [s["exp_avg"] for s in states]
-            b.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-            b.max_exp_avg_sqs = [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else []
-            b.steps = [s["step"] for s in states]
-            on_device = {s.device != torch.device("cpu") or (group["capturable"] and s.device == device)
-                         for s in b.steps}
-            if len(on_device) > 1:
-                raise RuntimeError(f"{name}: the steps of one group must all be on the CPU or all on the params' "
-                                   "device")
-            b.device_steps = on_device.pop()
-            b.counters = torch.zeros(len(ps), dtype=torch.int32, device=device) if b.device_steps else None
-            if backend == "torch":
-                b.run = _torch_reference
-            else:
-                _checks.check_backend_dtype(ps[0], backend, name, "params")
-                b.run = _ops.ops(backend).adam_step.default
-            plan.buckets.append(b)
+            plan.buckets.append(self._make_bucket(group, ps, None if len(index) == n_all else index, key[3]))
         return plan
+
+    def _make_bucket(self, group, ps, index, backend_key) -> _Bucket:
+        """The state lists of ``ps`` (params of ``group`` with one device and dtype, state created) and the
+        op that updates them."""
+        name = type(self).__name__
+        b = _Bucket()
+        states = [self.state[p] for p in ps]
+        device = ps[0].device
+        backend = _backend.resolve(backend_key, device, name)
+        b.index = index
+        b.params = ps
+        b.exp_avgs = [s["exp_avg"] for s in states]
+        b.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        b.max_exp_avg_sqs = [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else []
+        b.steps = [s["step"] for s in states]
+        on_device = {s.device != torch.device("cpu") or (group["capturable"] and s.device == device) for s in b.steps}
+        if len(on_device) > 1:
+            raise RuntimeError(f"{name}: the steps of one group must all be on the CPU or all on the params' device")
+        b.device_steps = on_device.pop()
+        b.counters = torch.zeros(len(ps), dtype=torch.int32, device=device) if b.device_steps else None
+        if backend == "torch":
+            b.run = _torch_reference
+        else:
+            _checks.check_backend_dtype(ps[0], backend, name, "params")
+            b.run = _ops.ops(backend).adam_step.default
+        return b
+
+    def _train_step_bucket(self, params: list, backend_key: str):
+        """For :func:`pyops.mlp_train_step`: (group, bucket) for ``params`` -- which must all belong to one
+        param group -- in the given order, their state created as step() would; cached like the plans."""
+        key = (tuple(map(id, params)), backend_key)
+        hit = self._train_steps.get(key)
+        if hit is not None and hit[2] == (hit[0]["amsgrad"], hit[0]["capturable"]):
+            return hit[0], hit[1]
+        name = type(self).__name__
+        owner = {id(p): group for group in self.param_groups for p in group["params"]}
+        groups = {id(owner[id(p)]) for p in params if id(p) in owner}
+        missing = [i for i, p in enumerate(params) if id(p) not in owner]
+        if missing:
+            raise ValueError(f"mlp_train_step: parameters {missing} (weights, then biases) are not in this {name}'s "
+                             "param groups")
+        if len(groups) > 1:
+            raise ValueError(f"mlp_train_step: the parameters are in {len(groups)} param groups of this {name}; the "
+                             "step updates them in one kernel with one set of hyperparameters: put them in one group")
+        group = owner[id(params[0])]
+        if group["differentiable"]:
+            raise RuntimeError(f"{name}: differentiable=True is not supported (the step is a fused kernel)")
+        if any(isinstance(b, Tensor) for b in group["betas"]):
+            raise RuntimeError(f"{name}: betas as tensors are not supported; pass floats")
+        for p in params:
+            if p.is_complex():
+                raise TypeError(f"{name}: complex parameters ({p.dtype}) are not supported")
+            if len(self.state[p]) == 0:
+                self._init_state(group, p, self.state[p])
+        bucket = self._make_bucket(group, list(params), None, backend_key)
+        self._train_steps[key] = (group, bucket, (group["amsgrad"], group["capturable"]))
+        return group, bucket
 
     @staticmethod
     def _init_state(group, p, state) -> None:

@@ -200,7 +200,9 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
         assert rows["fused"]["max_abs_loss_diff_vs_stock_eager"] < 1e-4
         assert r["gemm_floor"]["ms"] > 0 and r["gemm_floor"]["gemms"] == 11
         pyops_rows = [c for k, c in rows.items() if k.startswith("pyops-cpu")]
-        assert len(pyops_rows) == 2
+        assert len(pyops_rows) == 3
+        # the one-op step computes the autograd step's numbers: the same loss at every step
+        assert rows["pyops-cpu-one-op"]["losses"] == rows["pyops-cpu-cross-entropy"]["losses"]
         for c in pyops_rows:
             assert c["status"] == "ok" and c["ms_per_step"] > 0 and c["max_abs_loss_diff_vs_stock_eager"] < 1e-3
             # the budget: <= 14 dispatched kernel ops per training step (mlp op, loss, Adam)
@@ -218,9 +220,22 @@ def test_train_command(tmp_path, learnable_dir, capsys):
     assert info["history"][0]["test_accuracy"] > 0.8 and info["source"].startswith("--data-dir")
 
 
+def test_train_command_one_op_step(tmp_path, learnable_dir, capsys):
+    rc = main(["train", "mnist", "--one-op-step", "--loss", "cross-entropy", "--epochs", "1", "--data-dir",
+               learnable_dir, "--no-progress", "--out", str(tmp_path / "t")])
+    assert rc == 0
+    assert "pyops auto (one-op step, cross-entropy)" in capsys.readouterr().out
+    info = json.load(open(tmp_path / "t" / "train.json"))
+    assert info["history"][0]["test_accuracy"] > 0.8
+
+
 def test_train_command_errors(learnable_dir, capsys, monkeypatch, tmp_path):
-    with pytest.raises(SystemExit, match="the stock model has none"):
+    with pytest.raises(SystemExit, match="the stock model has neither"):
         main(["train", "mnist", "--model", "stock", "--backend", "cpu", "--data-dir", learnable_dir])
+    with pytest.raises(SystemExit, match="drop --ddp or --one-op-step"):
+        main(["train", "mnist", "--one-op-step", "--ddp", "--data-dir", learnable_dir])
+    with pytest.raises(SystemExit, match="runs through autograd"):
+        main(["train", "cubic", "--one-op-step"])
     with pytest.raises(SystemExit, match="start the command with torchrun"):
         main(["train", "mnist", "--model", "stock", "--ddp", "--data-dir", learnable_dir])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache

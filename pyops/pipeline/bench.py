@@ -11,6 +11,8 @@ Contenders (all from one initial state_dict, all fed the same batches in the sam
                                   cpu on CPU tensors (triton runs in Triton's interpreter and cuda-sim in the CUDA
                                   emulator on CPU tensors: both correct but far too slow to time, so not run here),
                                   cuda and triton on a GPU
+  pyops <backend> (one-op step)   the same pyops model and optimizer, each training step ONE op:
+                                  pyops.mlp_train_step (mlp, cross_entropy, its backward and Adam without autograd)
 and the GEMM floor: the step's 11 GEMMs alone -- 4 forward (X W^T), 4 weight gradients (dY^T X),
 3 input gradients (dY W; none for the input layer) -- as plain torch.mm into preallocated outputs
 (no bias, no addmm) at the model's shapes, timed in the same rounds.
@@ -172,6 +174,9 @@ def contender_specs(args, device) -> tuple[list[tuple], dict]:
             specs.append((f"pyops-{b}-{loss}", f"pyops {b} ({what})",
                           lambda s, b=b, loss=loss: models.pyops_trainer(s, backend=b, lr=args.lr, loss=loss,
                                                                          device=device)))
+        specs.append((f"pyops-{b}-one-op", f"pyops {b} (one-op step, cross_entropy)",
+                      lambda s, b=b: models.pyops_trainer(s, backend=b, lr=args.lr, loss="cross-entropy",
+                                                          device=device, one_op=True)))
     return specs, skipped
 
 
@@ -264,7 +269,8 @@ DEFINITIONS = {
                   "(x, y) -> nll_loss(model(x), y), i.e. forward + loss, whose backward AOTAutograd compiles and "
                   "loss.backward() runs, with zero_grad and Adam(fused=True) eager; pyops <backend>: the pyops model "
                   "(pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or pyops.cross_entropy, "
-                  "pyops.optim.Adam) under pyops.use_backend(<backend>)",
+                  "pyops.optim.Adam) under pyops.use_backend(<backend>); pyops <backend> (one-op step): each "
+                  "training step is one pyops.mlp_train_step (the same kernels, no autograd graph, no .grad)",
     "ms_per_step": "median wall time of one whole training step (zero_grad, forward, loss, backward, optimizer.step) "
                    "over the timed steps, time.perf_counter",
     "min_ms_per_step": "the fastest timed step: on a busy machine the least disturbed one (shown in brackets)",

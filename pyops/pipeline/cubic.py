@@ -34,6 +34,9 @@ def run(args) -> int:
 
     if args.ddp:
         raise SystemExit("--ddp trains the MNIST-shaped classifiers; the cubic example runs in one process")
+    if args.one_op_step:
+        raise SystemExit("--one-op-step trains the classifiers (cross-entropy / nll); the cubic example's MSE loss "
+                         "runs through autograd")
     if args.model == "stock" and args.backend is not None:
         raise SystemExit("--backend selects the pyops model's backend; the stock model has none (drop --backend)")
     torch.set_num_threads(args.threads or 2)

@@ -15,6 +15,8 @@ The pyops model runs nothing but pyops ops -- no stock op stands in for a missin
   loss            pyops.log_softmax + pyops.nll_loss  (loss="nll", the seed's)
                   or pyops.cross_entropy on the logits (loss="cross-entropy", the fused equivalent)
   optimizer       pyops.optim.Adam
+  or, with one_op=True, each training step is ONE op, pyops.mlp_train_step: the same kernels with the same
+  arguments in the same order (so the same numbers) without autograd, .grad or optimizer.step();
 and every call runs inside ``pyops.use_backend(backend)``.  If this pyops lacks any of them,
 :func:`require_pyops` raises PyopsNotReady naming what is missing.
 (The cubic example's MSE loss is stock F.mse_loss in both models: pyops has no MSE op.)
@@ -36,7 +38,8 @@ SEED_BATCH = 64
 LOSSES = ("nll", "cross-entropy")
 
 #: what the pyops model calls, by dotted name under the pyops package
-PYOPS_REQUIRED = ("mlp", "nn.LinearReLU", "nn.Linear", "log_softmax", "nll_loss", "cross_entropy", "optim.Adam")
+PYOPS_REQUIRED = ("mlp", "nn.LinearReLU", "nn.Linear", "log_softmax", "nll_loss", "cross_entropy", "optim.Adam",
+                  "mlp_train_step")
 
 
 class PyopsNotReady(RuntimeError):
@@ -121,6 +124,14 @@ class PyopsMLP(nn.Module):
         x = self._mlp(x, [l.weight for l in self._layers], [l.bias for l in self._layers])
         return self._log_softmax(x, dim=1) if self.log_probs else x
 
+    def train_step(self, x, y, optimizer, loss: str):
+        """One whole training step as one op (pyops.mlp_train_step): what zero_grad, the forward, the loss,
+        backward() and optimizer.step() do to the weights and the optimizer's state; .grad stays untouched."""
+        import pyops
+
+        return pyops.mlp_train_step(x, y, [l.weight for l in self._layers], [l.bias for l in self._layers],
+                                    optimizer, loss=loss)
+
 
 def init_state(sizes=SEED_SIZES, seed: int = 0) -> dict:
     """Initial weights for both models: nn.Linear's default init under torch.manual_seed(seed)."""
@@ -144,6 +155,7 @@ class Trainer:
     backend: str | None = None  # pyops backend; None for stock models
     kind: str = "stock"          # "stock" or "pyops"
     loss: str = "nll"            # nll: the model outputs log-probabilities; cross-entropy: logits; mse
+    one_op: bool = False         # pyops: each step is one pyops.mlp_train_step instead of autograd + optimizer.step
 
     def context(self):
         if self.backend is None:
@@ -154,6 +166,8 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self.context():
+            if self.one_op:
+                return self.model.train_step(x, y, self.optimizer, self.loss)
             self.optimizer.zero_grad()
             loss = self.loss_of(x, y)
             loss.backward()
@@ -206,9 +220,15 @@ def stock_trainer(state: dict, *, sizes=SEED_SIZES, lr: float = SEED_LR, loss: s
 
 
 def pyops_trainer(state: dict, *, backend: str = "auto", sizes=SEED_SIZES, lr: float = SEED_LR, loss: str = "nll",
-                  wrap=None, name: str | None = None, device="cpu") -> Trainer:
-    """The pyops model from ``state`` with pyops.optim.Adam, run on pyops ``backend``."""
+                  wrap=None, name: str | None = None, device="cpu", one_op: bool = False) -> Trainer:
+    """The pyops model from ``state`` with pyops.optim.Adam, run on pyops ``backend``; ``one_op``: every
+    training step is one pyops.mlp_train_step (the same numbers, no autograd graph)."""
     require_pyops()
+    if one_op and wrap is not None:
+        raise ValueError("the one-op training step (pyops.mlp_train_step) runs no autograd hooks, so it cannot "
+                         "train a wrapped model (DistributedDataParallel); use the autograd step")
+    if one_op and loss not in LOSSES:
+        raise ValueError(f"the one-op training step computes the {' or '.join(LOSSES)} loss, not {loss!r}")
     import pyops.optim
 
     with pyops.use_backend(backend):  # built inside the backend too, whether they resolve it when built or when run
@@ -217,8 +237,9 @@ def pyops_trainer(state: dict, *, backend: str = "auto", sizes=SEED_SIZES, lr: f
         model.to(device)
         net = wrap(model) if wrap else model
         opt = pyops.optim.Adam(net.parameters(), lr=lr)
-    return Trainer(name or f"pyops {backend} ({'log_softmax+nll' if loss == 'nll' else loss})", net, opt,
-                   pyops_loss(net, loss), backend=backend, kind="pyops", loss=loss)
+    what = ("one-op step, " if one_op else "") + ("log_softmax+nll" if loss == "nll" else loss)
+    return Trainer(name or f"pyops {backend} ({what})", net, opt, pyops_loss(net, loss), backend=backend,
+                   kind="pyops", loss=loss, one_op=one_op)
 
 
 def make_trainer(kind: str, state: dict, **kw) -> Trainer:

@@ -83,6 +83,9 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", default=None, help="pyops backend for the pyops model (default auto: cpu on CPU)")
     p.add_argument("--loss", choices=models.LOSSES, default="nll",
                    help="nll: log_softmax + NLL loss, the seed's (default); cross-entropy: the fused equivalent")
+    p.add_argument("--one-op-step", action="store_true",
+                   help="pyops model: run each training step as one op, pyops.mlp_train_step (the same numbers "
+                        "without autograd; not with --ddp or cubic)")
     p.add_argument("--epochs", type=int, default=None, help="default 5 (cubic: 300)")
     p.add_argument("--batch-size", type=int, default=models.SEED_BATCH, help="per process under --ddp (default 64)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 3e-3; cubic: 1e-3)")
@@ -95,8 +98,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    if args.model == "stock" and args.backend is not None:
-        raise SystemExit("--backend selects the pyops model's backend; the stock model has none (drop --backend)")
+    if args.model == "stock" and (args.backend is not None or args.one_op_step):
+        raise SystemExit("--backend and --one-op-step are for the pyops model; the stock model has neither")
+    if args.one_op_step and args.ddp:
+        raise SystemExit("--one-op-step runs no autograd hooks, so DistributedDataParallel cannot all-reduce its "
+                         "gradients: drop --ddp or --one-op-step")
     args.epochs = 5 if args.epochs is None else args.epochs
     args.lr = models.SEED_LR if args.lr is None else args.lr
     rank, world = ddp.init() if args.ddp else (0, 1)
@@ -109,7 +115,7 @@ def run(args) -> int:
         state = models.init_state(models.SEED_SIZES, args.seed)
         kw = dict(lr=args.lr, loss=args.loss, wrap=ddp.wrap if args.ddp else None)
         if args.model == "pyops":
-            kw["backend"] = args.backend or "auto"
+            kw.update(backend=args.backend or "auto", one_op=args.one_op_step)
         trainer = models.make_trainer(args.model, state, **kw)
         if rank == 0:
             print(f"training: {trainer.name} on {ds.label}\n  data: {ds.source}\n"

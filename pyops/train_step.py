@@ -1,0 +1,186 @@
+"""mlp_train_step: one whole training step of an MLP classifier -- forward, loss, backward, Adam -- as ONE op,
+with no autograd graph.
+
+    loss = pyops.mlp_train_step(x, y, weights, biases, optimizer)
+      does what
+    optimizer.zero_grad(); loss = pyops.cross_entropy(pyops.mlp(x, weights, biases), y)
+    loss.backward(); optimizer.step()
+      does to the parameters and the optimizer's state, bit for bit (the same kernels in the same order with
+      the same arguments), except that no gradient is stored in ``.grad``.
+
+  pyops.mlp_train_step(...)            checks, the optimizer's state lists (created as its step() would),
+                                       picks the backend
+  -> torch.ops.<ns>.mlp_train_step     cpu / cuda / cuda-sim: csrc/autograd.cpp, a C++ function calling
+                                       mlp_fwd, cross_entropy_fwd/_bwd (or log_softmax + nll_loss and their
+                                       backwards), mlp_bwd and adam_step through the dispatcher;
+                                       triton: the same sequence of the Triton ops, below
+What it removes is what surrounds the kernels in an autograd step: the engine and its nodes, accumulating
+the gradients into ``.grad``, the Python of the loss, of backward() and of optimizer.step().  At the MNIST
+sizes that is a quarter of the step (docs/train_step.md has the measurements).
+
+The price is generality: the step is this network and this loss, with pyops.optim.Adam / AdamW, and nothing
+can run between the backward and the update -- no gradient clipping, no DistributedDataParallel all-reduce,
+no optimizer hooks (an optimizer with step hooks is refused).  The gradients are never visible: ``.grad`` is
+left as it was.  For anything else use the autograd path, which computes the same numbers.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import _backend, _checks, _ops
+from .cross_entropy import _class_targets, _reduction_code
+from .mlp import _check_lists
+from .optim import Adam
+from torch.optim import optimizer as _torch_optimizer
+
+__all__ = ["mlp_train_step", "LOSSES"]
+
+#: the losses mlp_train_step computes on the MLP's output
+LOSSES = ("cross-entropy", "nll")
+
+_MUTATED = ("weights", "biases", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "state_steps", "counters")
+_SCHEMA = ("(Tensor input, Tensor target, Tensor(a!)[] weights, Tensor(b!)[] biases, bool[] with_bias, "
+           "Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] state_steps, "
+           "Tensor? lr_tensor, Tensor(g!)? counters, float lr, float beta1, float beta2, float weight_decay, "
+           "float eps, bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, "
+           "bool log_softmax_nll, Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> Tensor")
+
+
+def _fake(input, target, weights, biases, with_bias, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor,
+          counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable,
+          log_softmax_nll, weight, reduction, ignore_index, label_smoothing):
+    return input.new_empty(())  # (the C++ op is CompositeImplicitAutograd: it decomposes into ops with fakes)
+
+
+# ---------------------------------------------------------------- Triton: the C++ function's sequence, in Python
+def _triton_train_step(input: Tensor, target: Tensor, weights: list[Tensor], biases: list[Tensor],
+                       with_bias: list[bool], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
+                       max_exp_avg_sqs: list[Tensor], state_steps: list[Tensor], lr_tensor: Optional[Tensor],
+                       counters: Optional[Tensor], lr: float, beta1: float, beta2: float, weight_decay: float,
+                       eps: float, amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, capturable: bool,
+                       log_softmax_nll: bool, weight: Optional[Tensor], reduction: int, ignore_index: int,
+                       label_smoothing: float) -> Tensor:
+    ops, op, L = _ops.ops("triton"), "mlp_train_step", len(weights)
+    if len(with_bias) != L or sum(with_bias) != len(biases):
+        raise ValueError(f"{op}: with_bias ({list(with_bias)}) must have one entry per layer ({L}) and name the "
+                         f"{len(biases)} biases given")
+    if input.dim() != 2 or target.dim() != 1 or target.shape[0] != input.shape[0]:
+        raise ValueError(f"{op}: expected input of shape (batch, in_features) and target of shape (batch,), got "
+                         f"{list(input.shape)} and {list(target.shape)}")
+    if reduction not in (1, 2):
+        raise ValueError(f"{op}: expected reduction mean (1) or sum (2) -- a training step needs a scalar loss -- "
+                         f"got {reduction}")
+    it = iter(biases)
+    outs = ops.mlp_fwd(input, weights, [next(it) if has else None for has in with_bias])
+    logits = outs[-1]
+    if not log_softmax_nll:
+        loss, lse, total_weight = ops.cross_entropy_fwd(logits, target, weight, reduction, ignore_index, label_smoothing)
+        grad_logits = ops.cross_entropy_bwd(torch.ones_like(loss), logits, target, weight, lse, total_weight,
+                                            reduction, ignore_index, label_smoothing)
+    else:
+        if label_smoothing != 0.0:
+            raise ValueError(f"{op}: label_smoothing applies to cross-entropy, not to log_softmax + nll")
+        log_probs = ops.log_softmax_fwd(logits, 1)
+        loss, total_weight = ops.nll_loss_fwd(log_probs, target, weight, reduction, ignore_index)
+        grad_log_probs = ops.nll_loss_bwd(torch.ones_like(loss), log_probs, target, weight, total_weight, reduction,
+                                          ignore_index)
+        grad_logits = ops.log_softmax_bwd(grad_log_probs, log_probs, 1)
+    grads = ops.mlp_bwd(grad_logits, input, weights, outs[:-1], [False] + [True] * L + list(with_bias))
+    param_grads = grads[1:1 + L] + [g for g, has in zip(grads[1 + L:], with_bias) if has]
+    ops.adam_step([*weights, *biases], param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor,
+                  counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)
+    return loss
+
+
+torch.library.custom_op("pyops_triton::mlp_train_step", mutates_args=_MUTATED, schema=_SCHEMA)(
+    _triton_train_step).register_fake(_fake)
+
+
+# ---------------------------------------------------------------- backend "torch": the autograd step of stock ops
+def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, reduction, ignore_index,
+                      label_smoothing):
+    """(loss, gradients of weights + existing biases) by stock PyTorch ops and autograd."""
+    params = [*weights, *[b for b in biases if b is not None]]
+    leaves = [p.detach().requires_grad_() for p in params]
+    it = iter(leaves[len(weights):])
+    with torch.enable_grad():
+        x = input
+        for i, w in enumerate(leaves[:len(weights)]):
+            x = F.linear(x, w, next(it) if biases[i] is not None else None)
+            x = F.relu(x) if i + 1 < len(weights) else x
+        if log_softmax_nll:
+            loss = F.nll_loss(F.log_softmax(x, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
+        else:
+            loss = F.cross_entropy(x, target, weight, ignore_index=ignore_index, reduction=reduction,
+                                   label_smoothing=label_smoothing)
+        grads = torch.autograd.grad(loss, leaves)
+    return loss.detach(), list(grads)
+
+
+# ---------------------------------------------------------------- public API
+def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
+                   biases: Optional[Sequence[Optional[Tensor]]], optimizer: Adam, *, loss: str = "cross-entropy",
+                   weight: Optional[Tensor] = None, ignore_index: int = -100, reduction: str = "mean",
+                   label_smoothing: float = 0.0, backend: Optional[str] = None) -> Tensor:
+    """One training step of ``pyops.mlp(input, weights, biases)`` under ``loss`` with ``optimizer``; returns the loss.
+
+    ``loss``: ``"cross-entropy"`` (:func:`pyops.cross_entropy` of the output; ``weight``, ``ignore_index``,
+    ``label_smoothing`` as there) or ``"nll"`` (:func:`pyops.log_softmax` over dim 1, then
+    :func:`pyops.nll_loss`: the seed tutorial's loss).  ``reduction``: ``"mean"`` or ``"sum"``.
+    ``optimizer``: a :class:`pyops.optim.Adam` / ``AdamW`` holding every weight and bias in one param group;
+    its hyperparameters (a scheduler's lr included) are read at each call and its state is updated exactly as
+    ``optimizer.step()`` would, so the autograd path and this one can take turns.  ``input`` is
+    ``(batch, in_features)``, ``target`` ``(batch,)`` class indices.  Parameters' ``.grad`` is not touched.
+    ``backend``: this call's, else the optimizer's ``backend=``, else the enclosing ``use_backend``."""
+    op = "mlp_train_step"
+    if not isinstance(optimizer, Adam):
+        raise TypeError(f"{op}: expected a pyops.optim.Adam or AdamW optimizer, got {type(optimizer).__name__} (the "
+                        "update runs as pyops' Adam kernel inside the step)")
+    if (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+            or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks):
+        raise RuntimeError(f"{op}: the optimizer has step hooks, which a fused step cannot run between the backward "
+                           "and the update; use loss.backward() and optimizer.step()")
+    if loss not in LOSSES:
+        raise ValueError(f"{op}: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    weights = list(weights) if isinstance(weights, (list, tuple)) else weights
+    biases = [None] * len(weights) if biases is None and isinstance(weights, list) else biases
+    biases = list(biases) if isinstance(biases, (list, tuple)) else biases
+    if not isinstance(weights, list) or not isinstance(biases, list):
+        raise TypeError(f"{op}: expected weights and biases as lists of tensors, got {type(weights).__name__} and "
+                        f"{type(biases).__name__}")
+    _check_lists(op, weights, biases)
+    reduction, code = _reduction_code(op, None, None, reduction)
+    if code == 0:
+        raise ValueError(f"{op}: reduction 'none' gives a loss per sample; a training step needs a scalar loss "
+                         "(expected 'mean' or 'sum')")
+    target = _class_targets(op, input, target)
+    nll = loss == "nll"
+    if nll and label_smoothing:
+        raise ValueError(f"{op}: label_smoothing applies to loss='cross-entropy', not to 'nll'")
+    present = [b for b in biases if b is not None]
+    params = [*weights, *present]
+    backend_key = backend if backend is not None else (optimizer.backend or _backend.current_backend())
+    name = _backend.resolve(backend_key, input.device, op)
+    group, bucket = optimizer._train_step_bucket(params, name)
+    lr = group["lr"]
+    lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
+    beta1, beta2 = group["betas"]
+    hyper = (lr_float, beta1, beta2, group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
+             group["decoupled_weight_decay"], bucket.device_steps)
+    optimizer._opt_called = True  # an LR scheduler's check that the optimizer stepped (set by its step() wrapper)
+    with torch.no_grad():
+        if name == "torch":
+            value, grads = _torch_train_step(input, target, weights, biases, nll, weight, reduction, ignore_index,
+                                             label_smoothing)
+            bucket.run(params, grads, bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs, bucket.steps,
+                       lr_tensor, bucket.counters, *hyper)
+            return value
+        _checks.check_backend_dtype(input, name, op)
+        return _ops.ops(name).mlp_train_step(input, target, weights, present, [b is not None for b in biases],
+                                             bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs, bucket.steps,
+                                             lr_tensor, bucket.counters, *hyper, nll, weight, code, ignore_index,
+                                             float(label_smoothing))
