@@ -20,6 +20,7 @@ from .cross_entropy import cross_entropy, nll_loss
 from .linear_relu import linear, linear_relu
 from .mlp import mlp
 from .softmax import log_softmax, softmax
+from .train_step import mlp_train_step
 
 __all__ = ["CrossEntropyLoss", "Linear", "LinearReLU", "LogSoftmax", "MLP", "NLLLoss", "Softmax"]
 
@@ -66,6 +67,14 @@ class MLP(torch.nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return mlp(input, [l.weight for l in self.layers], [l.bias for l in self.layers], backend=self.backend)
+
+    def train_step(self, input: torch.Tensor, target: torch.Tensor, optimizer, **kwargs) -> torch.Tensor:
+        """One whole training step as one op, :func:`pyops.mlp_train_step` on this network's parameters:
+        what ``zero_grad()``, the loss of ``self(input)``, ``backward()`` and ``optimizer.step()`` would do,
+        without autograd.  ``kwargs``: the loss arguments of mlp_train_step (``loss=``, ``weight=``, ...)."""
+        kwargs.setdefault("backend", self.backend)
+        return mlp_train_step(input, target, [l.weight for l in self.layers], [l.bias for l in self.layers],
+                              optimizer, **kwargs)
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}" + ("" if self.backend is None else f", backend={self.backend!r}")

@@ -30,12 +30,12 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
 from .cross_entropy import _class_targets, _reduction_code
 from .mlp import _check_lists
 from .optim import Adam
-from torch.optim import optimizer as _torch_optimizer
 
 __all__ = ["mlp_train_step", "LOSSES"]
 

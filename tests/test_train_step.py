@@ -248,6 +248,25 @@ def test_bad_input(backend):
     assert not all(torch.equal(p, q) for p, q in zip(present(ws, bs), before))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_module_train_step(backend):
+    """pyops.nn.MLP.train_step: the module's parameters, its backend, the loss arguments passed through."""
+    torch.manual_seed(5)
+    a = pyops.nn.MLP(SIZES, backend=backend)
+    b = pyops.nn.MLP(SIZES, backend=backend)
+    b.load_state_dict(a.state_dict())
+    opt_a = pyops.optim.AdamW(a.parameters(), backend=backend)
+    opt_b = pyops.optim.AdamW(b.parameters(), backend=backend)
+    for x, y in batches(2, torch.float32):
+        opt_a.zero_grad()
+        ref = pyops.nll_loss(pyops.log_softmax(a(x), 1, backend=backend), y, reduction="sum", backend=backend)
+        ref.backward()
+        opt_a.step()
+        assert torch.equal(b.train_step(x, y, opt_b, loss="nll", reduction="sum"), ref.detach())
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 def test_pipeline_one_op_trainer_matches_the_autograd_trainer():
     """The bench's one-op contender trains the seed model to the same numbers as the autograd pyops model."""
     from pyops.pipeline import models
