@@ -172,15 +172,18 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
     hyper = (lr_float, beta1, beta2, group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
              group["decoupled_weight_decay"], bucket.device_steps)
     optimizer._opt_called = True  # an LR scheduler's check that the optimizer stepped (set by its step() wrapper)
-    with torch.no_grad():
-        if name == "torch":
+    if name == "torch":
+        with torch.no_grad():
             value, grads = _torch_train_step(input, target, weights, biases, nll, weight, reduction, ignore_index,
                                              label_smoothing)
             bucket.run(params, grads, bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs, bucket.steps,
                        lr_tensor, bucket.counters, *hyper)
-            return value
-        _checks.check_backend_dtype(input, name, op)
-        return _ops.ops(name).mlp_train_step(input, target, weights, present, [b is not None for b in biases],
-                                             bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs, bucket.steps,
-                                             lr_tensor, bucket.counters, *hyper, nll, weight, code, ignore_index,
-                                             float(label_smoothing))
+        return value
+    _checks.check_backend_dtype(input, name, op)
+    args = (input, target, weights, present, [b is not None for b in biases], bucket.exp_avgs, bucket.exp_avg_sqs,
+            bucket.max_exp_avg_sqs, bucket.steps, lr_tensor, bucket.counters, *hyper, nll, weight, code, ignore_index,
+            float(label_smoothing))
+    if name != "triton":  # the C++ op runs its ops below autograd and without grad mode itself
+        return _ops.ops(name).mlp_train_step(*args)
+    with torch.no_grad():  # the Triton op updates the leaf parameters in place, as optimizer.step() does
+        return _ops.ops(name).mlp_train_step(*args)
