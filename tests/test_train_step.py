@@ -207,6 +207,22 @@ def test_opcheck(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_torch_compile_fullgraph(backend):
+    """A compiled training step (no graph break: dynamo traces the op through the optimizer's Python) updates
+    the parameters and the state exactly as the eager one."""
+    torch._dynamo.reset()
+    ws_a, bs_a = make_params(torch.float32)
+    ws_b, bs_b = make_params(torch.float32)
+    opt_a = pyops.optim.Adam(present(ws_a, bs_a), backend=backend)
+    opt_b = pyops.optim.Adam(present(ws_b, bs_b), backend=backend)
+    step = torch.compile(lambda x, y: pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b), fullgraph=True,
+                         backend="aot_eager")
+    for x, y in batches(2, torch.float32):
+        assert torch.equal(pyops.mlp_train_step(x, y, ws_a, bs_a, opt_a), step(x, y))
+    assert_same_state(opt_a, present(ws_a, bs_a), opt_b, present(ws_b, bs_b))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_bad_input(backend):
     ws, bs = make_params(torch.float32)
     opt = pyops.optim.Adam(present(ws, bs))
