@@ -163,6 +163,11 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
         raise ValueError(f"{op}: label_smoothing applies to loss='cross-entropy', not to 'nll'")
     present = [b for b in biases if b is not None]
     params = [*weights, *present]
+    if not all(p.requires_grad for p in params):
+        frozen = [i for i, p in enumerate(params) if not p.requires_grad]
+        raise ValueError(f"{op}: parameters {frozen} (weights, then biases) do not require grad: backward() would "
+                         "leave them without a gradient and optimizer.step() unchanged, while this step updates "
+                         "every weight and bias; use the autograd path to train a partly frozen network")
     backend_key = backend if backend is not None else (optimizer.backend or _backend.current_backend())
     name = _backend.resolve(backend_key, input.device, op)
     group, bucket = optimizer._train_step_bucket(params, name)

@@ -254,6 +254,10 @@ def test_bad_input(backend):
         step(x, torch.full_like(y, SIZES[-1]), ws, bs, opt)
     with pytest.raises(ValueError, match="one bias"):
         step(x, y, ws, bs[:2], opt)
+    bs[0].requires_grad_(False)  # a frozen bias: the autograd step would not update it
+    with pytest.raises(ValueError, match=r"parameters \[3\] .* do not require grad"):
+        step(x, y, ws, bs, opt)
+    bs[0].requires_grad_(True)
     hook = opt.register_step_post_hook(lambda *a: None)
     with pytest.raises(RuntimeError, match="step hooks"):
         step(x, y, ws, bs, opt)
