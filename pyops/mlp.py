@@ -44,6 +44,18 @@ def _check_lists(op: str, weights, biases) -> None:
         raise ValueError(f"{op}: expected one bias (or None) per weight: {len(weights)} weights, {len(biases)} biases")
 
 
+def _as_lists(op: str, weights, biases) -> tuple[list, list]:
+    """The public API's weights and biases as lists (biases None: no biases), checked by _check_lists."""
+    weights = list(weights) if isinstance(weights, (list, tuple)) else weights
+    biases = [None] * len(weights) if biases is None and isinstance(weights, list) else biases
+    biases = list(biases) if isinstance(biases, (list, tuple)) else biases
+    if not isinstance(weights, list) or not isinstance(biases, list):
+        raise TypeError(f"{op}: expected weights and biases as lists of tensors, got {type(weights).__name__} and "
+                        f"{type(biases).__name__}")
+    _check_lists(op, weights, biases)
+    return weights, biases
+
+
 def _check_layers(op: str, input, weights, biases) -> list:
     """Each layer's arguments, as linear_relu checks them (the layer named in the message); the output shapes."""
     _check_lists(op, weights, biases)
@@ -150,13 +162,7 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     ``weights[i]`` is layer i's ``(out_features, in_features)`` weight, as in ``torch.nn.Linear``;
     ``biases`` one bias or None per layer (None: no biases).  ReLU follows every layer but the last.
     Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend."""
-    weights = list(weights) if isinstance(weights, (list, tuple)) else weights
-    biases = [None] * len(weights) if biases is None and isinstance(weights, list) else biases
-    biases = list(biases) if isinstance(biases, (list, tuple)) else biases
-    if not isinstance(weights, list) or not isinstance(biases, list):
-        raise TypeError(f"mlp: expected weights and biases as lists of tensors, got {type(weights).__name__} and "
-                        f"{type(biases).__name__}")
-    _check_lists("mlp", weights, biases)
+    weights, biases = _as_lists("mlp", weights, biases)
     dt = getattr(input, "dtype", None)
     if not (isinstance(input, torch.Tensor) and dt in _FLOAT_DTYPES
             and all(isinstance(w, torch.Tensor) and w.dtype is dt for w in weights)

@@ -308,13 +308,7 @@ class Adam(torch.optim.Optimizer):
         """Validate a group, create missing state (torch.optim's format), and sort its params with
         gradients into (device, dtype) buckets."""
         name = type(self).__name__
-        if group["differentiable"]:
-            raise RuntimeError(f"{name}: differentiable=True is not supported (the step is a fused kernel)")
-        if any(isinstance(b, Tensor) for b in group["betas"]):
-            raise RuntimeError(f"{name}: betas as tensors are not supported; pass floats")
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and (lr.numel() != 1 or not lr.is_floating_point()):
-            raise RuntimeError(f"{name}: expected lr to be a float or a one-element floating-point tensor")
+        self._check_group(group)
         devices = {p.device for p, g in zip(group["params"], grads) if g is not None}
         if len(devices) > 1:
             raise RuntimeError(f"{name}: the params of one param group must be on one device, got "
@@ -323,9 +317,7 @@ class Adam(torch.optim.Optimizer):
         for i, (p, g) in enumerate(zip(group["params"], grads)):
             if g is None:
                 continue
-            if p.is_complex():
-                raise TypeError(f"{name}: complex parameters ({p.dtype}) are not supported; optimize a real view "
-                                "(torch.view_as_real) instead")
+            self._check_real(p)
             if g.is_sparse:
                 raise RuntimeError(f"{name}: sparse gradients are not supported (Adam does not support sparse "
                                    "gradients, please consider SparseAdam instead)")
@@ -340,6 +332,22 @@ class Adam(torch.optim.Optimizer):
             ps = [group["params"][i] for i in index]
             plan.buckets.append(self._make_bucket(group, ps, None if len(index) == n_all else index, key[3]))
         return plan
+
+    def _check_group(self, group) -> None:
+        """What the kernel cannot do with a group's hyperparameters."""
+        name = type(self).__name__
+        if group["differentiable"]:
+            raise RuntimeError(f"{name}: differentiable=True is not supported (the step is a fused kernel)")
+        if any(isinstance(b, Tensor) for b in group["betas"]):
+            raise RuntimeError(f"{name}: betas as tensors are not supported; pass floats")
+        lr = group["lr"]
+        if isinstance(lr, Tensor) and (lr.numel() != 1 or not lr.is_floating_point()):
+            raise RuntimeError(f"{name}: expected lr to be a float or a one-element floating-point tensor")
+
+    def _check_real(self, p) -> None:
+        if p.is_complex():
+            raise TypeError(f"{type(self).__name__}: complex parameters ({p.dtype}) are not supported; optimize a "
+                            "real view (torch.view_as_real) instead")
 
     def _make_bucket(self, group, ps, index, backend_key) -> _Bucket:
         """The state lists of ``ps`` (params of ``group`` with one device and dtype, state created) and the
@@ -385,13 +393,9 @@ class Adam(torch.optim.Optimizer):
             raise ValueError(f"mlp_train_step: the parameters are in {len(groups)} param groups of this {name}; the "
                              "step updates them in one kernel with one set of hyperparameters: put them in one group")
         group = owner[id(params[0])]
-        if group["differentiable"]:
-            raise RuntimeError(f"{name}: differentiable=True is not supported (the step is a fused kernel)")
-        if any(isinstance(b, Tensor) for b in group["betas"]):
-            raise RuntimeError(f"{name}: betas as tensors are not supported; pass floats")
+        self._check_group(group)
         for p in params:
-            if p.is_complex():
-                raise TypeError(f"{name}: complex parameters ({p.dtype}) are not supported")
+            self._check_real(p)
             if len(self.state[p]) == 0:
                 self._init_state(group, p, self.state[p])
         bucket = self._make_bucket(group, list(params), None, backend_key)

@@ -34,7 +34,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
 from .cross_entropy import _class_targets, _reduction_code
-from .mlp import _check_lists
+from .mlp import _as_lists
 from .optim import Adam
 
 __all__ = ["mlp_train_step", "LOSSES"]
@@ -146,13 +146,7 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
                            "and the update; use loss.backward() and optimizer.step()")
     if loss not in LOSSES:
         raise ValueError(f"{op}: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-    weights = list(weights) if isinstance(weights, (list, tuple)) else weights
-    biases = [None] * len(weights) if biases is None and isinstance(weights, list) else biases
-    biases = list(biases) if isinstance(biases, (list, tuple)) else biases
-    if not isinstance(weights, list) or not isinstance(biases, list):
-        raise TypeError(f"{op}: expected weights and biases as lists of tensors, got {type(weights).__name__} and "
-                        f"{type(biases).__name__}")
-    _check_lists(op, weights, biases)
+    weights, biases = _as_lists(op, weights, biases)
     reduction, code = _reduction_code(op, None, None, reduction)
     if code == 0:
         raise ValueError(f"{op}: reduction 'none' gives a loss per sample; a training step needs a scalar loss "

@@ -117,7 +117,7 @@ class PyopsMLP(nn.Module):
         self.hidden = nn.ModuleList(pnn.LinearReLU(a, b) for a, b in hidden)
         self.out = pnn.Linear(*last)
         self.log_probs = log_probs
-        self._log_softmax, self._mlp = pyops.log_softmax, pyops.mlp
+        self._log_softmax, self._mlp, self._train_step = pyops.log_softmax, pyops.mlp, pyops.mlp_train_step
         self._layers = [*self.hidden, self.out]
 
     def forward(self, x):
@@ -127,10 +127,8 @@ class PyopsMLP(nn.Module):
     def train_step(self, x, y, optimizer, loss: str):
         """One whole training step as one op (pyops.mlp_train_step): what zero_grad, the forward, the loss,
         backward() and optimizer.step() do to the weights and the optimizer's state; .grad stays untouched."""
-        import pyops
-
-        return pyops.mlp_train_step(x, y, [l.weight for l in self._layers], [l.bias for l in self._layers],
-                                    optimizer, loss=loss)
+        return self._train_step(x, y, [l.weight for l in self._layers], [l.bias for l in self._layers], optimizer,
+                                loss=loss)
 
 
 def init_state(sizes=SEED_SIZES, seed: int = 0) -> dict:
