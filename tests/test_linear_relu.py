@@ -159,6 +159,53 @@ def test_cpu_threads(threads):
         assert_close(a, e, **GEMM_TOL)
 
 
+# ---------------------------------------------------------------- the CPU backend's own float32 GEMM
+@pytest.mark.parametrize("k", [1, 5, 1024, 1025])  # 1025: past the own GEMM's limit, BLAS
+@pytest.mark.parametrize("m,n", [(1, 10), (7, 17), (13, 96)])
+@pytest.mark.parametrize("transposed_weight", [False, True])
+def test_cpu_gemm_edges_and_limit(k, m, n, transposed_weight):
+    """Tiles cut at every edge (m not a multiple of 6, n of 16), both sides of the reduction limit, both
+    weight layouts, a non-contiguous input: the three products of the layer match PyTorch."""
+    x, w, b = make((m, k), n, transposed_weight=transposed_weight)
+    x_strided = torch.randn(m, 2 * k)[:, ::2].requires_grad_()
+    with torch.no_grad():
+        x_strided.copy_(x)
+    out, ref = run("linear_relu", "cpu", x_strided, w, b, torch.randn(m, n))
+    for a, e in zip(out, ref):
+        assert_close(a, e, **GEMM_TOL)
+
+
+def test_cpu_gemm_bits_do_not_depend_on_threads():
+    """Each output of the own GEMM is one FMA chain over k: the same bits on 1, 2 or 3 threads."""
+    prev = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            x, w, b = make((64, 256), 128)
+            results.append(run("linear_relu", "cpu", x, w, b, torch.randn(64, 128))[0])
+    finally:
+        torch.set_num_threads(prev)
+    for other in results[1:]:
+        assert all(torch.equal(a, e) for a, e in zip(results[0], other))
+
+
+def test_cpu_gemm_blas_switch(tmp_path):
+    """PYOPS_CPU_GEMM=blas sends the float32 GEMMs to PyTorch's BLAS: close to the own GEMM's result, and not
+    the same bits (a 784-term sum summed in another order)."""
+    torch.manual_seed(0)
+    x, w = torch.randn(64, 784), torch.randn(256, 784) / 28
+    torch.save((x, w), tmp_path / "xw.pt")
+    code = ("import sys, torch, pyops; x, w = torch.load(sys.argv[1]); "
+            "torch.save(pyops.linear_relu(x, w, backend='cpu'), sys.argv[2])")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "xw.pt"), str(tmp_path / "y.pt")], check=True,
+                   env=dict(os.environ, PYOPS_CPU_GEMM="blas"))
+    y_blas, y_own = torch.load(tmp_path / "y.pt"), pyops.linear_relu(x, w, backend="cpu")
+    assert_close(y_own, y_blas, **GEMM_TOL)
+    assert not torch.equal(y_own, y_blas)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_double_backward_raises(backend):
     # the ops have no derivative: differentiating the gradient must fail loudly, not give zeros
