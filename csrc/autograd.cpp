@@ -28,7 +28,6 @@
 #include <vector>
 
 #include "csrc/common.h"
-#include "csrc/linear_relu.h"
 
 namespace pyops {
 namespace {
@@ -204,30 +203,6 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const std::optional<T
   return NLLLossFunction::apply(input, target, weight, reduction, ignore_index);
 }
 
-// ---------------------------------------------------------------- mlp_bwd_adam
-// The default kernel of mlp_bwd_adam (every backend without its own): mlp_bwd with no gradient for the input,
-// then adam_step on the weights and the existing biases -- the two ops of an autograd step's backward() and
-// optimizer.step().  The CPU backend registers a fused kernel with the same results (csrc/cpu/linear_relu.cpp).
-using OptT = const std::optional<Tensor>&;
-using AdamSig = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                     OptT, OptT, double, double, double, double, double, bool, bool, bool, bool);
-
-void mlp_bwd_adam(const Tensor& grad_output, const Tensor& input, at::TensorList weights, at::TensorList outputs,
-                  const c10::List<bool>& with_bias, at::TensorList biases, at::TensorList exp_avgs,
-                  at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
-                  OptT lr_tensor, OptT counters, double lr, double beta1, double beta2, double weight_decay,
-                  double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable) {
-  static const auto mlp_bwd = find_op<std::vector<Tensor>(const Tensor&, const Tensor&, at::TensorList,
-                                                          at::TensorList, const c10::List<bool>&)>(
-      PYOPS_QUALIFIED("mlp_bwd"));
-  static const auto adam = find_op<AdamSig>(PYOPS_QUALIFIED("adam_step"));
-  check_with_bias("mlp_bwd_adam", weights.size(), with_bias, biases.size());
-  const std::vector<Tensor> grads = mlp_bwd.call(grad_output, input, weights, outputs, train_grad_mask(with_bias));
-  adam.call(weights_then_biases(weights, biases), train_param_grads(grads, with_bias), exp_avgs, exp_avg_sqs,
-            max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize,
-            decoupled_weight_decay, capturable);
-}
-
 // ---------------------------------------------------------------- mlp_train_step
 // One whole training step of an MLP classifier, with no autograd graph at all: the same backend ops that a
 // `loss.backward(); optimizer.step()` step runs, in the same order with the same arguments, called one after
@@ -235,8 +210,7 @@ void mlp_bwd_adam(const Tensor& grad_output, const Tensor& input, at::TensorList
 // the gradient accumulation into .grad, the graph's bookkeeping) and the Python between the ops.  At the
 // MNIST sizes those cost more than the loss and the update themselves (docs/train_step.md).
 //   mlp_fwd -> [cross_entropy_fwd -> cross_entropy_bwd | log_softmax_fwd -> nll_loss_fwd -> nll_loss_bwd ->
-//   log_softmax_bwd] -> mlp_bwd_adam (= mlp_bwd without grad_input, then adam_step on the weights and the
-//   existing biases; on the CPU one fused kernel with the same results)
+//   log_softmax_bwd] -> mlp_bwd (no grad_input) -> adam_step (weights, then the existing biases)
 // The gradient of the loss is ones_like(loss), as loss.backward() seeds it.  Returns the loss.
 Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList weights, at::TensorList biases,
                       const c10::List<bool>& with_bias, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
@@ -247,13 +221,13 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
                       const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
                       double label_smoothing) {
   constexpr const char* op = "mlp_train_step";
+  using OptT = const std::optional<Tensor>&;
   static const auto mlp_fwd = find_op<std::vector<Tensor>(const Tensor&, at::TensorList,
                                                           const c10::List<std::optional<Tensor>>&)>(
       PYOPS_QUALIFIED("mlp_fwd"));
-  static const auto bwd_adam =
-      find_op<void(const Tensor&, const Tensor&, at::TensorList, at::TensorList, const c10::List<bool>&,
-                   at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList, OptT, OptT, double,
-                   double, double, double, double, bool, bool, bool, bool)>(PYOPS_QUALIFIED("mlp_bwd_adam"));
+  static const auto mlp_bwd = find_op<std::vector<Tensor>(const Tensor&, const Tensor&, at::TensorList,
+                                                          at::TensorList, const c10::List<bool>&)>(
+      PYOPS_QUALIFIED("mlp_bwd"));
   static const auto ce_fwd = find_op<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, OptT, int64_t,
                                                                         int64_t, double)>(
       PYOPS_QUALIFIED("cross_entropy_fwd"));
@@ -267,10 +241,17 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
                                                                  int64_t)>(PYOPS_QUALIFIED("nll_loss_fwd"));
   static const auto nll_bwd = find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, OptT, const Tensor&,
                                              int64_t, int64_t)>(PYOPS_QUALIFIED("nll_loss_bwd"));
+  static const auto adam = find_op<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
+                                        at::TensorList, at::TensorList, OptT, OptT, double, double, double, double,
+                                        double, bool, bool, bool, bool)>(PYOPS_QUALIFIED("adam_step"));
 
   const size_t L = weights.size();
   TORCH_CHECK(L > 0, op, ": expected a non-empty list of weights");
-  check_with_bias(op, L, with_bias, biases.size());
+  TORCH_CHECK(with_bias.size() == L, op, ": expected with_bias to have one entry per layer (", L, "), got ",
+              with_bias.size());
+  size_t n_bias = 0;
+  for (const bool has : with_bias) n_bias += has;
+  TORCH_CHECK(biases.size() == n_bias, op, ": with_bias names ", n_bias, " biases, got ", biases.size());
   TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sizes());
   TORCH_CHECK(target.dim() == 1 && target.size(0) == input.size(0), op, ": expected target of shape (",
               input.size(0), ",) (one class index per row of input), got ", target.sizes());
@@ -298,16 +279,23 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
         nll_bwd.call(at::ones_like(loss), log_probs, target, weight, total_weight, reduction, ignore_index);
     grad_logits = lsm_bwd.call(grad_log_probs, log_probs, 1);
   }
+  c10::List<bool> mask;  // input, weights, biases: no gradient for the input
+  mask.reserve(1 + 2 * L);
+  mask.push_back(false);
+  for (size_t i = 0; i < L; ++i) mask.push_back(true);
+  for (const bool has : with_bias) mask.push_back(has);
   const at::TensorList hidden = at::TensorList(outs).slice(0, L - 1);
-  bwd_adam.call(grad_logits, input, weights, hidden, with_bias, biases, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                state_steps, lr_tensor, counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize,
-                decoupled_weight_decay, capturable);
+  const std::vector<Tensor> grads = mlp_bwd.call(grad_logits, input, weights, hidden, mask);
+  std::vector<Tensor> params(weights.begin(), weights.end()), param_grads(grads.begin() + 1, grads.begin() + 1 + L);
+  params.insert(params.end(), biases.begin(), biases.end());
+  for (size_t i = 0; i < L; ++i)
+    if (with_bias.get(i)) param_grads.push_back(grads[1 + L + i]);
+  adam.call(params, param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
+            beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable);
   return loss;
 }
 
 }  // namespace
-
-PYOPS_LIBRARY_IMPL(CompositeExplicitAutograd, m) { m.impl("mlp_bwd_adam", &mlp_bwd_adam); }
 
 PYOPS_LIBRARY_IMPL(CompositeImplicitAutograd, m) {
   m.impl("mlp", &mlp);

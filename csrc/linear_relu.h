@@ -202,39 +202,6 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Te
   return grads;
 }
 
-// ---------------------------------------------------------------- mlp_bwd_adam's lists
-// with_bias[i]: layer i has a bias; `biases` holds the existing ones, in layer order.
-inline void check_with_bias(const char* op, size_t layers, const c10::List<bool>& with_bias, size_t biases) {
-  size_t named = 0;
-  for (const bool has : with_bias) named += has;
-  TORCH_CHECK_VALUE(with_bias.size() == layers, op, ": expected with_bias to have one entry per layer (", layers,
-                    "), got ", with_bias.size());
-  TORCH_CHECK_VALUE(biases == named, op, ": with_bias names ", named, " biases, got ", biases);
-}
-// mlp_bwd's output_mask for a training step: no gradient for the input, every weight, the existing biases.
-inline c10::List<bool> train_grad_mask(const c10::List<bool>& with_bias) {
-  c10::List<bool> mask;
-  mask.reserve(1 + 2 * with_bias.size());
-  mask.push_back(false);
-  for (size_t i = 0; i < with_bias.size(); ++i) mask.push_back(true);
-  for (const bool has : with_bias) mask.push_back(has);
-  return mask;
-}
-// mlp_bwd's gradients under that mask as adam_step's list: the weights', then the existing biases'.
-inline std::vector<at::Tensor> train_param_grads(const std::vector<at::Tensor>& grads,
-                                                 const c10::List<bool>& with_bias) {
-  const size_t L = with_bias.size();
-  std::vector<at::Tensor> out(grads.begin() + 1, grads.begin() + 1 + L);
-  for (size_t i = 0; i < L; ++i)
-    if (with_bias.get(i)) out.push_back(grads[1 + L + i]);
-  return out;
-}
-inline std::vector<at::Tensor> weights_then_biases(at::TensorList weights, at::TensorList biases) {
-  std::vector<at::Tensor> params(weights.begin(), weights.end());
-  params.insert(params.end(), biases.begin(), biases.end());
-  return params;
-}
-
 }  // namespace pyops
 
 // The four ops of a backend, registered on library `m` from the backend's layer functions

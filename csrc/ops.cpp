@@ -45,15 +45,6 @@ PYOPS_LIBRARY(m) {
   m.def("mlp_fwd(Tensor input, Tensor[] weights, Tensor?[] biases) -> Tensor[]");
   m.def("mlp_bwd(Tensor grad_output, Tensor input, Tensor[] weights, Tensor[] outputs, bool[] output_mask) "
         "-> Tensor[]");
-  // the one-op training step's backward: what mlp_bwd (no grad_input) then adam_step on the weights and the
-  // existing biases do (with_bias as in mlp_train_step; the Adam arguments as in adam_step, their lists in
-  // the order weights, then biases), as one op.  Default: exactly those two ops (csrc/autograd.cpp); the CPU
-  // kernel applies the update to each tile of the weight-gradient GEMM (csrc/cpu/linear_relu.cpp)
-  m.def("mlp_bwd_adam(Tensor grad_output, Tensor input, Tensor(a!)[] weights, Tensor[] outputs, bool[] with_bias, "
-        "Tensor(b!)[] biases, Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, "
-        "Tensor(f!)[] state_steps, Tensor? lr_tensor, Tensor(g!)? counters, float lr, float beta1, float beta2, "
-        "float weight_decay, float eps, bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable) "
-        "-> ()");
 
   // nll_loss / cross_entropy: input (C), (N, C) or (N, C, d1, ...); int64 target (), (N) or (N, d1, ...);
   // reduction 0 none, 1 mean, 2 sum; lse and total_weight are what the backward needs (csrc/cross_entropy.h)
@@ -72,9 +63,8 @@ PYOPS_LIBRARY(m) {
   m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
         "float label_smoothing) -> Tensor");
   // one training step of an MLP classifier with no autograd graph (csrc/autograd.cpp): mlp_fwd, the loss
-  // (cross_entropy, or log_softmax + nll_loss when log_softmax_nll) and its backward, then mlp_bwd_adam (the
-  // backward and adam_step on the weights and the existing biases; with_bias as in mlp); the Adam arguments as
-  // in adam_step.  Returns
+  // (cross_entropy, or log_softmax + nll_loss when log_softmax_nll) and its backward, mlp_bwd, then adam_step
+  // on the weights and the existing biases (with_bias as in mlp); the Adam arguments as in adam_step.  Returns
   // the loss (reduction mean or sum).
   m.def("mlp_train_step(Tensor input, Tensor target, Tensor(a!)[] weights, Tensor(b!)[] biases, bool[] with_bias, "
         "Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] state_steps, "

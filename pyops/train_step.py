@@ -12,10 +12,8 @@ with no autograd graph.
                                        picks the backend
   -> torch.ops.<ns>.mlp_train_step     cpu / cuda / cuda-sim: csrc/autograd.cpp, a C++ function calling
                                        mlp_fwd, cross_entropy_fwd/_bwd (or log_softmax + nll_loss and their
-                                       backwards) and mlp_bwd_adam (= mlp_bwd, then adam_step; on the
-                                       CPU one kernel with the update inside the weight-gradient GEMM)
-                                       through the dispatcher;
-                                       triton: the same sequence of the Triton ops (mlp_bwd, adam_step), below
+                                       backwards), mlp_bwd and adam_step through the dispatcher;
+                                       triton: the same sequence of the Triton ops, below
 What it removes is what surrounds the kernels in an autograd step: the engine and its nodes, accumulating
 the gradients into ``.grad``, the Python of the loss, of backward() and of optimizer.step().  At the MNIST
 sizes that is a quarter of the step (docs/train_step.md has the measurements).
@@ -56,15 +54,6 @@ def _fake(input, target, weights, biases, with_bias, exp_avgs, exp_avg_sqs, max_
           counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable,
           log_softmax_nll, weight, reduction, ignore_index, label_smoothing):
     return input.new_empty(())  # (the C++ op is CompositeImplicitAutograd: it decomposes into ops with fakes)
-
-
-def _fake_bwd_adam(grad_output, input, weights, outputs, with_bias, biases, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                   state_steps, lr_tensor, counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize,
-                   decoupled_weight_decay, capturable):
-    return None  # (it only updates its mutable arguments in place)
-
-
-_ops.register_fake("mlp_bwd_adam", _fake_bwd_adam)
 
 
 # ---------------------------------------------------------------- Triton: the C++ function's sequence, in Python

@@ -61,13 +61,3 @@ def assert_kernels_registered(ops) -> None:
     for op in ops:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CPU")
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pyops::{op}", "CUDA") == has_cuda
-
-
-def big_allocations(fn, nbytes):
-    """Sizes of the CPU allocations of at least nbytes that fn() makes (the allocator's own events, via the
-    profiler: every CPU tensor allocation, also temporaries inside C++ ops)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    return [e.nbytes() for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.nbytes() >= nbytes]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import pyops
 import pyops.optim
 from pyops import _ops
-from helpers import CPU_BACKENDS, DispatchLog, assert_close, big_allocations
+from helpers import CPU_BACKENDS, DispatchLog, assert_close
 
 SIZES = (12, 8, 6, 5)
 BATCH = 7
@@ -188,118 +188,8 @@ def test_dispatched_ops(backend, loss):
     middle = (["cross_entropy_fwd", "ones_like", "cross_entropy_bwd"] if loss == "cross-entropy" else
               ["log_softmax_fwd", "nll_loss_fwd", "ones_like", "nll_loss_bwd", "log_softmax_bwd"])
     expected = [f"{ns}.mlp_fwd"] + [("aten." if m == "ones_like" else f"{ns}.") + m for m in middle] + \
-               [f"{ns}.mlp_bwd_adam"]
+               [f"{ns}.mlp_bwd", f"{ns}.adam_step"]
     assert log.names == expected, log.names
-
-
-# ---------------------------------------------------------------- mlp_bwd_adam: the backward + update op
-# (an op of the C++ backends; the Triton step runs mlp_bwd and adam_step)
-CXX_BACKENDS = [b for b in CPU_BACKENDS if b != "triton"]
-
-
-def bwd_adam_case(sizes, batch, dtype, bias, amsgrad, seed=3):
-    """(mlp_bwd_adam's arguments, the mutable tensors) for a network of ``sizes`` after a forward."""
-    g = torch.Generator().manual_seed(seed)
-    ws = [torch.randn(o, i, generator=g, dtype=dtype) / i ** 0.5 for i, o in zip(sizes[:-1], sizes[1:])]
-    with_bias = [bias == "all" or (bias == "some" and i % 2 == 0) for i in range(len(ws))]
-    bs = [torch.randn(w.shape[0], generator=g, dtype=dtype) * 0.1 for w, has in zip(ws, with_bias) if has]
-    x = torch.randn(batch, sizes[0], generator=g, dtype=dtype)
-    ops = _ops.ops("cpu")
-    outs = ops.mlp_fwd(x, ws, _biases(bs, with_bias))
-    grad = torch.randn(outs[-1].shape, generator=g, dtype=dtype)
-    params = ws + bs
-    m = [torch.randn(p.shape, generator=g, dtype=dtype) * 1e-2 for p in params]
-    v = [torch.rand(p.shape, generator=g, dtype=dtype) * 1e-4 for p in params]
-    vmax = [t * 1.5 for t in v] if amsgrad else []
-    steps = [torch.tensor(float(4 + i)) for i in range(len(params))]
-    return dict(grad=grad, x=x, ws=ws, outs=outs[:-1], with_bias=with_bias, bs=bs, m=m, v=v, vmax=vmax, steps=steps)
-
-
-def _biases(bs, with_bias):
-    it = iter(bs)
-    return [next(it) if has else None for has in with_bias]
-
-
-def clone_case(c):
-    return {k: ([t.clone() for t in v] if isinstance(v, list) and v and torch.is_tensor(v[0]) else
-                v.clone() if torch.is_tensor(v) else list(v)) for k, v in c.items()}
-
-
-def run_bwd_adam(ops, c, hyper, fused):
-    """mlp_bwd_adam on the case (fused=True), or what it stands for: mlp_bwd, then adam_step."""
-    adam_args = (c["m"], c["v"], c["vmax"], c["steps"], hyper["lr_tensor"], None, hyper["lr"], 0.9, 0.99,
-                 hyper["wd"], 1e-8, hyper["amsgrad"], hyper["maximize"], hyper["adamw"], False)
-    if fused:
-        ops.mlp_bwd_adam(c["grad"], c["x"], c["ws"], c["outs"], c["with_bias"], c["bs"], *adam_args)
-        return
-    L = len(c["ws"])
-    grads = ops.mlp_bwd(c["grad"], c["x"], c["ws"], c["outs"], [False] + [True] * L + c["with_bias"])
-    pg = grads[1:1 + L] + [gb for gb, has in zip(grads[1 + L:], c["with_bias"]) if has]
-    ops.adam_step(c["ws"] + c["bs"], pg, *adam_args)
-
-
-HYPERS = [dict(lr=1e-3, lr_tensor=None, wd=0.0, amsgrad=False, maximize=False, adamw=False),
-          dict(lr=0.0, lr_tensor=torch.tensor(3e-3), wd=1e-2, amsgrad=True, maximize=True, adamw=True),
-          dict(lr=2e-3, lr_tensor=None, wd=1e-2, amsgrad=False, maximize=False, adamw=False)]
-
-
-@pytest.mark.parametrize("backend", CXX_BACKENDS)
-@pytest.mark.parametrize("case", ["edges", "mnist-like", "batch-1", "float64", "no-bias", "large-batch"])
-@pytest.mark.parametrize("hyper", range(len(HYPERS)))
-def test_bwd_adam_equals_mlp_bwd_then_adam_step(backend, case, hyper):
-    """mlp_bwd_adam is mlp_bwd then adam_step, bit for bit: on the CPU its fused kernel (the update applied to
-    each tile of the weight-gradient GEMM) -- with tiles cut at the matrix edges, a one-row batch -- and its
-    fallbacks (float64; a batch longer than the CPU GEMM's reduction limit); elsewhere the default kernel."""
-    sizes, batch, dtype, bias = dict(
-        edges=((23, 17, 13, 5), 7, torch.float32, "some"), **{"mnist-like": ((784, 64, 32, 10), 33, torch.float32,
-                                                                            "all")},
-        **{"batch-1": ((20, 16, 3), 1, torch.float32, "all")}, float64=((12, 8, 6, 5), 7, torch.float64, "all"),
-        **{"no-bias": ((30, 20, 10), 9, torch.float32, "none")},
-        **{"large-batch": ((6, 5, 3), 1100, torch.float32, "all")})[case]
-    h = dict(HYPERS[hyper])
-    if h["lr_tensor"] is not None:
-        h["lr_tensor"] = h["lr_tensor"].to(dtype)
-    ops = _ops.ops(backend)
-    a = bwd_adam_case(sizes, batch, dtype, bias, h["amsgrad"])
-    b = clone_case(a)
-    run_bwd_adam(ops, a, h, fused=True)
-    run_bwd_adam(ops, b, h, fused=False)
-    for key in ("ws", "bs", "m", "v", "vmax", "steps"):
-        for ta, tb in zip(a[key], b[key]):
-            assert torch.equal(ta, tb), key
-    c = bwd_adam_case(sizes, batch, dtype, bias, h["amsgrad"])
-    assert not torch.equal(a["ws"][0], c["ws"][0])  # (something was updated)
-
-
-def test_cpu_bwd_adam_never_materializes_a_weight_gradient():
-    """The CPU kernel updates each weight from its gradient tiles: no weight-sized gradient buffer is allocated
-    (mlp_bwd + adam_step allocate one per weight -- the check can tell the two apart)."""
-    sizes, batch = (64, 48, 40, 5), 4  # weights 48 x 64 and 40 x 48 (and 5 x 40) floats
-    threshold = 40 * 48 * 4
-    assert batch * max(sizes) * 4 < threshold  # (activations and their gradients stay below it)
-    ops = _ops.ops("cpu")
-    for fused, expected in ((True, 0), (False, 2)):
-        c = bwd_adam_case(sizes, batch, torch.float32, "all", False)
-        weight_sized = big_allocations(lambda: run_bwd_adam(ops, c, HYPERS[0], fused), threshold)
-        assert len(weight_sized) == expected, (fused, weight_sized)
-
-
-@pytest.mark.parametrize("backend", CXX_BACKENDS)
-def test_bwd_adam_opcheck(backend):
-    c = bwd_adam_case((12, 8, 6, 5), 7, torch.float32, "some", True)
-    h = HYPERS[1]
-    args = (c["grad"], c["x"], c["ws"], c["outs"], c["with_bias"], c["bs"], c["m"], c["v"], c["vmax"], c["steps"],
-            h["lr_tensor"], None, h["lr"], 0.9, 0.99, h["wd"], 1e-8, True, True, True, False)
-    torch.library.opcheck(_ops.ops(backend).mlp_bwd_adam.default, args, test_utils=("test_schema", "test_faketensor"))
-
-
-def test_bwd_adam_bad_input():
-    c = bwd_adam_case((12, 8, 6, 5), 7, torch.float32, "all", False)
-    h = HYPERS[0]
-    with pytest.raises(ValueError, match="with_bias names 3 biases, got 2"):
-        run_bwd_adam(_ops.ops("cpu"), dict(c, bs=c["bs"][:2]), h, fused=True)
-    with pytest.raises((RuntimeError, ValueError), match="in_features|shape|size"):  # the fallback's checks
-        run_bwd_adam(_ops.ops("cpu"), dict(c, x=c["x"][:, :5].contiguous()), h, fused=True)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -8,15 +8,31 @@
 // last partial vector with a masked load/store.  Per element: read p, g, m, v (and vmax), write p,
 // m, v (and vmax) -- one pass, nothing else touched.
 //
-// The update is THE function of kernels/cuda/adam.cuh, on SIMD lanes (csrc/cpu/adam_vec.h, shared
-// with the fused backward + update of mlp_bwd_adam).  fp16/bf16 params are not supported on this
-// backend (they run on cuda and triton).
+// The update is THE function of kernels/cuda/adam.cuh (adam_update), the same one the CUDA
+// kernel runs per element: that header is included here without its device part
+// (PYOPS_ADAM_MATH_ONLY), and AdamMath<Vectorized<T>> below gives it fma / sqrt / max / neg on
+// SIMD vectors.  fp16/bf16 params are not supported on this backend (they run on cuda and triton).
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <algorithm>
 
-#include "csrc/cpu/adam_vec.h"
+#include "csrc/adam.h"
+#define PYOPS_ADAM_MATH_ONLY
+#include "kernels/cuda/adam.cuh"
+
+namespace pyops::cuda {
+// The lane type of the CPU kernel: a SIMD vector of S.  at::vec::maximum propagates NaN like torch.maximum.
+template <class S> struct AdamMath<at::vec::Vectorized<S>> {
+  using V = at::vec::Vectorized<S>;
+  static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+  static V sqrt(const V& a) { return a.sqrt(); }
+  static V neg(const V& a) { return a.neg(); }
+  static V max(const V& a, const V& b) { return at::vec::maximum(a, b); }
+};
+}  // namespace pyops::cuda
 
 namespace pyops::cpu {
 namespace {
@@ -50,7 +66,13 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   T* __restrict__ vmp = t.vm;
   // one vector of lanes at i; cnt < W only for the last, partial vector of the range
   auto lanes = [&](int64_t i, int cnt) {
-    adam_lanes<T>(pp + i, V::loadu(gp + i, cnt), mp + i, vp + i, h.amsgrad ? vmp + i : nullptr, cnt, c, h);
+    V p = V::loadu(pp + i, cnt), g = V::loadu(gp + i, cnt), m = V::loadu(mp + i, cnt), v = V::loadu(vp + i, cnt);
+    V vm = h.amsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
+    cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
+    p.store(pp + i, cnt);
+    m.store(mp + i, cnt);
+    v.store(vp + i, cnt);
+    if (h.amsgrad) vm.store(vmp + i, cnt);
   };
   int64_t i = begin;
   for (; i + W <= end; i += W) lanes(i, W);
@@ -83,8 +105,6 @@ template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, c
   });
 }
 
-}  // namespace
-
 void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
                    at::TensorList max_exp_avg_sqs, at::TensorList state_steps, const std::optional<at::Tensor>& lr_tensor,
                    const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2,
@@ -102,6 +122,8 @@ void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList e
   if (params[0].scalar_type() == at::kDouble) adam_cpu_kernel<double>(a, h, steps, lr_value);
   else adam_cpu_kernel<float>(a, h, steps, lr_value);
 }
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(pyops, CPU, m) { m.impl("adam_step", &adam_step_cpu); }
 // A sparse gradient sends the call to the SparseCPU key: registered so that the checks answer with

@@ -12,11 +12,10 @@
 //   * One OpenMP team: the threads pack A's panels together, then share B's panels (each packs its own
 //     into a thread-local buffer that stays in cache while it sweeps every A panel).
 //   * No K blocking: each element of C is ONE chain of FMAs over k = 0..K-1 starting from +0, so the
-//     result does not depend on the thread count or the tiling -- the autograd step and the one-op
-//     step (which computes the same tiles inside another kernel) agree bit for bit.
+//     result does not depend on the thread count or the tiling.
 //   * The epilogue gets each finished tile (rows m0.., columns n0.., the valid counts at the edges) while
-//     it is still in L1: bias + ReLU for the forward, plain stores, or a whole Adam update (adam.cpp).
-// Measured on the development VM (2 threads): 140-150 GFLOP/s at the MNIST MLP's shapes, ahead of the
+//     it is still in L1: bias + ReLU for the forward (linear_relu.cpp), plain stores for the rest.
+// Measured on the development VM (2 threads): 140-150 GFLOP/s at the MNIST MLP's shapes, on par with the
 // BLAS sgemm that torch.mm calls there (docs/linear_relu.md).
 #pragma once
 
@@ -177,51 +176,33 @@ inline float* scratch(std::vector<float>& buf, int64_t floats) {
 }
 #endif
 
-// Which operand the threads share: by default A is packed once and each thread sweeps whole column
-// panels of C (tiles visited down the columns); rows_outer packs B once and each thread sweeps whole row
-// panels (tiles visited along the rows of C -- what an epilogue that streams row-major data wants).
-enum class Order { cols_outer, rows_outer };
-
 // C = A B for A [M, K], B [K, N] (usable(K) must hold, M, N >= 1).  For every 6 x 16 tile of C:
 //   epi(tile, m0, n0, rows, cols)  tile[r * NR + j] = C[m0 + r, n0 + j] for r < rows, j < cols
-// Tiles are visited by several threads at once, each tile once; the order does not change any value.
-template <Order order = Order::cols_outer, class Epi>
-void gemm(int64_t M, int64_t N, int64_t K, Operand a, Operand b, Epi&& epi) {
+// Tiles are visited by several threads at once, each tile once.
+template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Operand b, Epi&& epi) {
 #if PYOPS_SGEMM
-  constexpr bool rows = order == Order::rows_outer;
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
-  const int64_t shared_panels = rows ? np : mp, own_panels = rows ? mp : np;
-  const int64_t shared_size = K * (rows ? NR : MR), own_size = K * (rows ? MR : NR);
-  static thread_local std::vector<float> shared_buf;
-  float* shared = scratch(shared_buf, shared_panels * shared_size);
+  static thread_local std::vector<float> a_buf;
+  float* pa = scratch(a_buf, mp * K * MR);
   const int64_t flops = 2 * M * N * K;
   const int threads = (flops < kSerialFlops || omp_in_parallel() || at::in_parallel_region())
                           ? 1
-                          : int(std::min<int64_t>(at::get_num_threads(), own_panels));
-  auto pack_shared = [&](int64_t i, float* out) {
-    if (rows) pack_b(b, i * NR, int(std::min<int64_t>(NR, N - i * NR)), K, out);
-    else pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, out);
-  };
-  auto pack_own = [&](int64_t i, float* out) {
-    if (rows) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, out);
-    else pack_b(b, i * NR, int(std::min<int64_t>(NR, N - i * NR)), K, out);
-  };
+                          : int(std::min<int64_t>(at::get_num_threads(), np));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    static thread_local std::vector<float> own_buf;
-    float* own = scratch(own_buf, own_size);
+    static thread_local std::vector<float> b_buf;
+    float* pb = scratch(b_buf, K * NR);
     alignas(64) float tile[MR * NR];
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < shared_panels; ++i) pack_shared(i, shared + i * shared_size);
-    // (implicit barrier: every shared panel is packed)
+    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+    // (implicit barrier: every A panel is packed)
 #pragma omp for schedule(static)
-    for (int64_t o = 0; o < own_panels; ++o) {
-      pack_own(o, own);
-      for (int64_t s = 0; s < shared_panels; ++s) {
-        const int64_t i = rows ? o : s, j = rows ? s : o;  // A panel i, B panel j
-        micro(rows ? own : shared + s * shared_size, rows ? shared + s * shared_size : own, K, tile);
-        epi(static_cast<const float*>(tile), i * MR, j * NR, int(std::min<int64_t>(MR, M - i * MR)),
-            int(std::min<int64_t>(NR, N - j * NR)));
+    for (int64_t j = 0; j < np; ++j) {
+      const int cols = int(std::min<int64_t>(NR, N - j * NR));
+      pack_b(b, j * NR, cols, K, pb);
+      for (int64_t i = 0; i < mp; ++i) {
+        micro(pa + i * K * MR, pb, K, tile);
+        epi(static_cast<const float*>(tile), i * MR, j * NR, int(std::min<int64_t>(MR, M - i * MR)), cols);
       }
     }
   }

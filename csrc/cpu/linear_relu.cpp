@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "csrc/cpu/adam_vec.h"
 #include "csrc/cpu/gemm.h"
 #include "csrc/linear_relu.h"
 
@@ -291,144 +290,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
   return {gx, gw, gb};
 }
 
-// ---------------------------------------------------------------- mlp_bwd_adam: the update inside the GEMM
-// What the default kernel does -- mlp_bwd (no grad_input), then adam_step on the weights and the existing
-// biases -- with the update of each weight applied to the tiles of its gradient GEMM as they leave the
-// registers.  Layer by layer from the top, in linear_relu_bwd's order:
-//   dz, db = the mask / bias-gradient pass                        (mask_bias_grad_pass)
-//   dx     = dz W                                                  (gemm, W still the old weight)
-//   W      = Adam(W, dW = dz^T x), tile by tile                    (sgemm::gemm + adam_lanes)
-// then Adam on the biases with their db.  dW never reaches memory: the update reads p, m, v while the GEMM
-// computes, instead of a pass of its own over p, g, m, v after the backward.  The same GEMM tiles (one FMA
-// chain per element) and the same adam_lanes as the two ops, so the results are theirs bit for bit
-// (tests/test_train_step.py).  Taken for float32 with contiguous operands and a batch the project's GEMM
-// handles; anything else runs the two ops' own code (and their checks).
-bool bwd_adam_fusable(const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,
-                      at::TensorList outputs, const c10::List<bool>& with_bias, at::TensorList biases,
-                      at::TensorList exp_avgs, at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
-                      bool amsgrad) {
-  const size_t L = weights.size();
-  auto f32 = [](const at::Tensor& t, int64_t dim) {
-    return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == dim &&
-           t.is_contiguous() && !t.is_neg() && !t.is_conj();
-  };
-  if (L == 0 || with_bias.size() != L || outputs.size() != L - 1 || !f32(input, 2) || !f32(grad_output, 2)) return false;
-  const int64_t M = input.size(0);
-  if (M == 0 || !sgemm::usable(M)) return false;
-  size_t n_bias = 0;
-  for (size_t i = 0; i < L; ++i) {
-    const at::Tensor& w = weights[i];
-    if (!f32(w, 2) || w.size(1) != (i ? weights[i - 1].size(0) : input.size(1)) || w.numel() == 0) return false;
-    for (size_t j = 0; j < i; ++j)
-      if (weights[j].data_ptr() == w.data_ptr()) return false;  // a shared weight: the update order would show
-    if (i + 1 < L && !(f32(outputs[i], 2) && outputs[i].size(0) == M && outputs[i].size(1) == w.size(0))) return false;
-    if (with_bias.get(i)) {
-      if (n_bias >= biases.size() || !f32(biases[n_bias], 1) || biases[n_bias].size(0) != w.size(0)) return false;
-      ++n_bias;
-    }
-  }
-  if (n_bias != biases.size() || grad_output.size(0) != M || grad_output.size(1) != weights[L - 1].size(0))
-    return false;
-  const size_t P = L + n_bias;
-  if (exp_avgs.size() != P || exp_avg_sqs.size() != P || max_exp_avg_sqs.size() != (amsgrad ? P : 0)) return false;
-  for (size_t i = 0; i < P; ++i) {
-    const at::Tensor& p = i < L ? weights[i] : biases[i - L];
-    for (const at::Tensor* s : {&exp_avgs[i], &exp_avg_sqs[i], amsgrad ? &max_exp_avg_sqs[i] : nullptr})
-      if (s && !(f32(*s, p.dim()) && s->sizes() == p.sizes())) return false;
-  }
-  return true;
-}
-
-void mlp_bwd_adam_cpu(const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,
-                      at::TensorList outputs, const c10::List<bool>& with_bias, at::TensorList biases,
-                      at::TensorList exp_avgs, at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
-                      at::TensorList state_steps, const std::optional<at::Tensor>& lr_tensor,
-                      const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2,
-                      double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay,
-                      bool capturable) {
-  check_with_bias("mlp_bwd_adam", weights.size(), with_bias, biases.size());
-  const std::vector<at::Tensor> params = weights_then_biases(weights, biases);
-  if (!bwd_adam_fusable(grad_output, input, weights, outputs, with_bias, biases, exp_avgs, exp_avg_sqs,
-                        max_exp_avg_sqs, amsgrad)) {  // the two ops' own code
-    const std::vector<at::Tensor> grads =
-        mlp_backward(grad_output, input, weights, outputs, train_grad_mask(with_bias).vec(), linear_relu_bwd);
-    adam_step_cpu(params, train_param_grads(grads, with_bias), exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
-                  lr_tensor, counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay,
-                  capturable);
-    return;
-  }
-  // adam_step's checks, with the params standing in for their gradients (the kernel makes those: same shapes)
-  check_adam({params, params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-              beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable},
-             /*allow_half=*/false);
-  const std::vector<double> steps = adam_advance_host_steps(state_steps);  // as adam_step_cpu
-  const double lr_value = lr_tensor ? read_scalar(*lr_tensor) : lr;
-  const cuda::AdamHyper h{lr_value, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay};
-  auto state = [&](at::TensorList list, size_t i) { return list.empty() ? nullptr : list[i].data_ptr<float>(); };
-  using V = Vectorized<float>;
-
-  const size_t L = weights.size();
-  const int64_t M = input.size(0);
-  std::vector<at::Tensor> bias_grads(L);
-  at::Tensor g = grad_output;
-  for (size_t i = L; i-- > 0;) {
-    const at::Tensor& w = weights[i];
-    const at::Tensor& x = i == 0 ? input : outputs[i - 1];
-    const int64_t N = w.size(0), K = w.size(1);
-    const float* gp = g.data_ptr<float>();
-    float* db = nullptr;
-    if (with_bias.get(i)) {
-      bias_grads[i] = at::empty({N}, input.options());
-      db = bias_grads[i].data_ptr<float>();
-    }
-    at::Tensor dz = g;  // the last layer: no ReLU, its gradient is g
-    if (i + 1 < L) {
-      dz = at::empty({M, N}, input.options());
-      mask_bias_grad_pass<float>(gp, N, 1, outputs[i].data_ptr<float>(), dz.data_ptr<float>(), db, M, N);
-    } else if (db) {
-      mask_bias_grad_pass<float>(gp, N, 1, nullptr, nullptr, db, M, N);
-    }
-    const float* dzp = dz.data_ptr<float>();
-    if (i > 0) {  // dx = dz W, before W changes
-      g = at::empty({M, K}, input.options());
-      gemm<float>(M, K, N, {dzp, N, 1}, {w.data_ptr<float>(), K, 1}, {g.data_ptr<float>(), K, 1});
-    }
-    // dW = dz^T x [N, K], each tile straight into the update of W
-    float *p = w.data_ptr<float>(), *m = state(exp_avgs, i), *v = state(exp_avg_sqs, i);
-    float* vm = amsgrad ? state(max_exp_avg_sqs, i) : nullptr;
-    const cuda::AdamCoeffs<float> c = cuda::adam_coeffs<float>(h, steps[i], lr_value);
-    sgemm::gemm<sgemm::Order::rows_outer>(N, K, M, {dzp, 1, N}, {x.data_ptr<float>(), K, 1},
-                [&](const float* tile, int64_t m0, int64_t n0, int rows, int cols) {
-                  for (int r = 0; r < rows; ++r) {
-                    const int64_t at = (m0 + r) * K + n0;
-                    for (int j = 0; j < cols; j += V::size()) {
-                      const int cnt = std::min<int>(V::size(), cols - j);
-                      adam_lanes<float>(p + at + j, V::loadu(tile + r * sgemm::NR + j, cnt), m + at + j, v + at + j,
-                                        vm ? vm + at + j : nullptr, cnt, c, h);
-                    }
-                  }
-                });
-  }
-  for (size_t i = 0, j = L; i < L; ++i) {  // the biases: a few hundred values, on this thread
-    if (!with_bias.get(i)) continue;
-    const at::Tensor& b = biases[j - L];
-    float *p = b.data_ptr<float>(), *m = state(exp_avgs, j), *v = state(exp_avg_sqs, j);
-    float* vm = amsgrad ? state(max_exp_avg_sqs, j) : nullptr;
-    const float* gb = bias_grads[i].data_ptr<float>();
-    const cuda::AdamCoeffs<float> c = cuda::adam_coeffs<float>(h, steps[j], lr_value);
-    for (int64_t e = 0; e < b.numel(); e += V::size()) {
-      const int cnt = int(std::min<int64_t>(V::size(), b.numel() - e));
-      adam_lanes<float>(p + e, V::loadu(gb + e, cnt), m + e, v + e, vm ? vm + e : nullptr, cnt, c, h);
-    }
-    ++j;
-  }
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyops, CPU, m) {
   PYOPS_LINEAR_IMPLS(m);
-  m.impl("mlp_bwd_adam", &mlp_bwd_adam_cpu);
 }
 
 }  // namespace pyops::cpu
