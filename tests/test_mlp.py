@@ -86,6 +86,40 @@ def test_partial_grads(backend):
     assert [tuple(g.shape) for g in grads] == [(0,), (0,), (3, 4), (0,), (0,), (0,), (2,)]
 
 
+# every combination of gradients asked for: (input, weights, biases) of a 3-layer network
+MASKS = [[True] * 7, [False] * 4 + [True] * 3, [False, True, False, False, False, False, False],
+         [False, False, False, True, False, False, True], [True] + [False] * 6, [False] * 7]
+
+
+@pytest.mark.parametrize("mask", MASKS)
+@pytest.mark.parametrize("sizes,batch", [((23, 17, 13, 5), 7), ((784, 256, 128, 10), 64), ((9, 40, 30, 3), 1)])
+def test_cpu_backward_is_the_layer_loop_bit_for_bit(mask, sizes, batch):
+    """The CPU mlp_bwd is the layer-by-layer backward (linear_relu_bwd per layer) bit for bit, and computes
+    nothing below the lowest gradient asked for."""
+    torch.manual_seed(0)
+    ops = _ops.ops("cpu")
+    ws, bs = params(sizes, torch.float32)
+    ws, bs = [w.detach() for w in ws], [b.detach() for b in bs]
+    x = torch.randn(batch, sizes[0])
+    outs = ops.mlp_fwd(x, ws, bs)
+    g0 = torch.randn(outs[-1].shape)
+    grads = ops.mlp_bwd(g0, x, ws, outs[:-1], mask)
+    L = len(ws)
+    lowest = -1 if mask[0] else next((i for i in range(L) if mask[1 + i] or mask[1 + L + i]), L)
+    g = g0
+    for i in reversed(range(max(lowest, 0), L)):
+        y = outs[i] if i + 1 < L else None
+        gx, gw, gb = ops.linear_relu_bwd(g, x if i == 0 else outs[i - 1], ws[i], y, [lowest < i, mask[1 + i],
+                                                                                     mask[1 + L + i]])
+        for got, want, asked in ((grads[1 + i], gw, mask[1 + i]), (grads[1 + L + i], gb, mask[1 + L + i])):
+            assert torch.equal(got, want) if asked else got.numel() == 0
+        g = gx
+    assert torch.equal(grads[0], g) if mask[0] else grads[0].numel() == 0
+    for i in range(L):  # the layers below the lowest gradient asked for computed nothing
+        if i < lowest:
+            assert grads[1 + i].numel() == 0 and grads[1 + L + i].numel() == 0
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_one_op_each_way(backend):
     """The point of the op: one dispatched op forward, one backward, whatever the depth."""

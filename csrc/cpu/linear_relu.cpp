@@ -250,7 +250,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
                                                                const at::Tensor& weight,
                                                                const std::optional<at::Tensor>& output,
                                                                std::array<bool, 3> output_mask) {
-  const char* op = check_linear_backward_args(grad_output, input, weight, output, /*allow_half=*/false);
+  check_linear_backward_args(grad_output, input, weight, output, /*allow_half=*/false);
   const bool relu = output.has_value();
   const auto [need_x, need_w, need_b] = output_mask;
   const int64_t N = weight.size(0), K = weight.size(1);
