@@ -1,13 +1,16 @@
 // linear_relu.cpp -- CPU linear / linear+ReLU, forward and backward.
 //
-// The GEMMs go to the BLAS that libtorch_cpu links and exports (MKL in the x86-64 wheels; the ILP64
-// entry points sgemm_64 / dgemm_64, so sizes are int64) -- the same BLAS torch.mm calls, reached
-// without a tensor, a dispatcher call or a layout check per GEMM.  Everything around the GEMMs is
-// fused into as few passes as possible (at::vec loops, at::parallel_for):
-//   forward   y = x W^T (BLAS, beta = 0), then ONE pass over y: + b, ReLU       (torch: bias copy,
+// float32 GEMMs with a reduction of at most sgemm::kMaxK run on the project's own GEMM (gemm.h), whose
+// epilogue sees each finished tile; the others go to the BLAS that libtorch_cpu links and exports (MKL
+// in the x86-64 wheels; the ILP64 entry points sgemm_64 / dgemm_64, so sizes are int64) -- the same BLAS
+// torch.mm calls, reached without a tensor, a dispatcher call or a layout check per GEMM
+// (PYOPS_CPU_GEMM=blas sends the float32 ones there too).  Everything around the GEMMs is fused into as
+// few passes as possible (at::vec loops, at::parallel_for):
+//   forward   y = x W^T with + b and ReLU applied to each tile in the GEMM's epilogue (BLAS: beta = 0,
+//             then ONE pass over y)                                             (torch: bias copy,
 //             addmm reading it back, relu into a new tensor: 3 passes)
 //   backward  ONE pass over (g, y): dz = g * [y > 0] written once, db = column sums of dz on the fly;
-//             then dx = dz W and dW = dz^T x (BLAS), each only when asked for   (torch: threshold_
+//             then dx = dz W and dW = dz^T x, each only when asked for          (torch: threshold_
 //             backward, two GEMMs, a separate sum over dz)
 // Without ReLU the backward GEMMs read g itself and the pass only forms db.  The math is derived in
 // kernels/cuda/linear_relu.cuh.
