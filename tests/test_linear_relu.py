@@ -160,12 +160,13 @@ def test_cpu_threads(threads):
 
 
 # ---------------------------------------------------------------- the CPU backend's own float32 GEMM
-@pytest.mark.parametrize("k", [1, 5, 1024, 1025])  # 1025: past the own GEMM's limit, BLAS
-@pytest.mark.parametrize("m,n", [(1, 10), (7, 17), (13, 96)])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 10), (7, 5, 17), (13, 1024, 96), (13, 1025, 17),  # 1025: past the
+                                   (257, 8, 20), (100, 700, 9), (64, 784, 256)])  # reduction, row, A limits
 @pytest.mark.parametrize("transposed_weight", [False, True])
-def test_cpu_gemm_edges_and_limit(k, m, n, transposed_weight):
-    """Tiles cut at every edge (m not a multiple of 6, n of 16), both sides of the reduction limit, both
-    weight layouts, a non-contiguous input: the three products of the layer match PyTorch."""
+def test_cpu_gemm_edges_and_limits(m, k, n, transposed_weight):
+    """Tiles cut at every edge (m not a multiple of 6, n of 16), both sides of the own GEMM's limits (BLAS past
+    them; the backward's GEMMs have other shapes, so each case runs both), both weight layouts, a
+    non-contiguous input: the three products of the layer match PyTorch."""
     x, w, b = make((m, k), n, transposed_weight=transposed_weight)
     x_strided = torch.randn(m, 2 * k)[:, ::2].requires_grad_()
     with torch.no_grad():

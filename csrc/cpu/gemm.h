@@ -2,7 +2,8 @@
 //
 //   C[m, n] = sum_k A[m, k] B[k, n]      A, B: strided views; C: handed tile by tile to an epilogue
 //
-// The classic decomposition (GotoBLAS / BLIS), cut down to the shapes of small MLPs (K <= kMaxK):
+// The classic decomposition (GotoBLAS / BLIS), cut down to the shapes of small MLPs (K <= kMaxK, A of at most
+// kMaxPackedA floats; larger problems go to BLAS):
 //   * A is packed into panels of MR = 6 rows, stored k-major ([k][6]); B into panels of NR = 16
 //     columns ([k][16]); panels past the matrix edge are padded with zeros.  Packing turns every
 //     operand layout (row- or column-major, transposed views) into the one the micro-kernel reads,
@@ -41,6 +42,14 @@ namespace pyops::cpu::sgemm {
 constexpr int MR = 6, NR = 16;
 // Longest reduction handled (a packed B panel, 16 x K floats, stays in L2); longer ones go to BLAS.
 constexpr int64_t kMaxK = 1024;
+// Largest A handled: at most kMaxM rows and kMaxPackedA floats (256 KB, half of a 512 KB L2).  Every B panel
+// sweeps all of packed A and there is no cache blocking of A, so a larger A streams from L3 once per panel.
+// Measured on the development VM, the one-op training step at batch 512 with every GEMM here ran 1.23-1.33x
+// the GEMM floor against 1.15-1.22x with BLAS (five interleaved runs out of five); with these limits (batch
+// 512 leaves only its three smaller weight-gradient GEMMs here) the two are even, while at batch 64 (all
+// GEMMs here) the own GEMM stays ahead (docs/train_step.md).
+constexpr int64_t kMaxPackedA = int64_t(1) << 16;
+constexpr int64_t kMaxM = 256;
 // Below this many flops one thread does it all (a parallel region costs more).
 constexpr int64_t kSerialFlops = int64_t(1) << 19;
 
@@ -58,7 +67,9 @@ inline bool enabled() {
   }();
   return on;
 }
-inline bool usable(int64_t k) { return PYOPS_SGEMM && k >= 1 && k <= kMaxK && enabled(); }
+inline bool usable(int64_t m, int64_t k) {
+  return PYOPS_SGEMM && k >= 1 && k <= kMaxK && m <= kMaxM && m * k <= kMaxPackedA && enabled();
+}
 
 #if PYOPS_SGEMM
 // r[i][j] <- r[j][i]: an 8 x 8 block of floats transposed in registers.
@@ -176,7 +187,7 @@ inline float* scratch(std::vector<float>& buf, int64_t floats) {
 }
 #endif
 
-// C = A B for A [M, K], B [K, N] (usable(K) must hold, M, N >= 1).  For every 6 x 16 tile of C:
+// C = A B for A [M, K], B [K, N] (usable(M, K) must hold, N >= 1).  For every 6 x 16 tile of C:
 //   epi(tile, m0, n0, rows, cols)  tile[r * NR + j] = C[m0 + r, n0 + j] for r < rows, j < cols
 // Tiles are visited by several threads at once, each tile once.
 template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Operand b, Epi&& epi) {

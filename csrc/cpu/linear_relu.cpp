@@ -1,6 +1,6 @@
 // linear_relu.cpp -- CPU linear / linear+ReLU, forward and backward.
 //
-// float32 GEMMs with a reduction of at most sgemm::kMaxK run on the project's own GEMM (gemm.h), whose
+// float32 GEMMs small enough for the project's own GEMM (gemm.h: sgemm::usable) run on it, and its
 // epilogue sees each finished tile; the others go to the BLAS that libtorch_cpu links and exports (MKL
 // in the x86-64 wheels; the ILP64 entry points sgemm_64 / dgemm_64, so sizes are int64) -- the same BLAS
 // torch.mm calls, reached without a tensor, a dispatcher call or a layout check per GEMM
@@ -96,8 +96,8 @@ template <class T> void gemm_colmajor(int64_t m, int64_t n, int64_t k, View<cons
   }
 }
 
-// C[m, n] = A[m, k] B[k, n], any strides: float32 with k <= sgemm::kMaxK through the project's own
-// GEMM (gemm.h), the rest through BLAS, where a row-major C is computed as C^T = B^T A^T.
+// C[m, n] = A[m, k] B[k, n], any strides: float32 within sgemm::usable through the project's own GEMM
+// (gemm.h), the rest through BLAS, where a row-major C is computed as C^T = B^T A^T.
 // k == 0 gives zeros.
 template <class T> void gemm(int64_t m, int64_t n, int64_t k, View<const T> a, View<const T> b, View<T> c) {
   if (m == 0 || n == 0) return;
@@ -107,7 +107,7 @@ template <class T> void gemm(int64_t m, int64_t n, int64_t k, View<const T> a, V
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (sgemm::usable(k)) {
+    if (sgemm::usable(m, k)) {
       sgemm::gemm(m, n, k, {a.p, a.rs, a.cs}, {b.p, b.rs, b.cs},
                   [&](const float* tile, int64_t m0, int64_t n0, int rows, int cols) {
                     for (int r = 0; r < rows; ++r) {
@@ -234,7 +234,7 @@ at::Tensor linear_relu_fwd(const at::Tensor& input, const at::Tensor& weight, co
     T* yp = static_cast<T*>(y.data_ptr());
     const T* bp = b.defined() ? static_cast<const T*>(b.data_ptr()) : nullptr;
     if constexpr (std::is_same_v<T, float>) {
-      if (sgemm::usable(K)) {  // y = x W^T with + b and ReLU applied to each tile while it is in cache
+      if (sgemm::usable(M, K)) {  // y = x W^T with + b and ReLU applied to each tile while it is in cache
         const View<const T> xv = view<T>(x), wv = view<T>(w, /*transposed=*/true);
         sgemm::gemm(M, N, K, {xv.p, xv.rs, xv.cs}, {wv.p, wv.rs, wv.cs},
                     [&](const float* tile, int64_t m0, int64_t n0, int rows, int cols) {
