@@ -98,9 +98,9 @@ inline void transpose8(__m256 (&r)[8]) {
 
 // A's rows [m0, m0 + rows) as a [K][MR] panel, zero rows past the edge.
 inline void pack_a(const Operand& a, int64_t m0, int rows, int64_t K, float* __restrict out) {
-  if (a.cs == 1) {  // rows contiguous: 8 x 8 register transposes, then a scalar tail of k
+  int64_t k0 = 0;  // the k below k0 are packed by the vector path
+  if (a.cs == 1) {  // rows contiguous: 8 x 8 register transposes
     const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-    int64_t k0 = 0;
     for (; k0 + 8 <= K; k0 += 8) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i)
@@ -108,26 +108,23 @@ inline void pack_a(const Operand& a, int64_t m0, int rows, int64_t K, float* __r
       transpose8(r);
       for (int i = 0; i < 8; ++i) _mm256_maskstore_ps(out + (k0 + i) * MR, six, r[i]);
     }
-    for (int r = 0; r < MR; ++r)
-      for (int64_t k = k0; k < K; ++k) out[k * MR + r] = r < rows ? a.p[(m0 + r) * a.rs + k] : 0.f;
-  } else {
-    for (int64_t k = 0; k < K; ++k) {
-      const float* src = a.p + k * a.cs + m0 * a.rs;
-      for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * a.rs] : 0.f;
-    }
+  }
+  for (int64_t k = k0; k < K; ++k) {  // any layout; the tail of k after the vector path
+    const float* src = a.p + k * a.cs + m0 * a.rs;
+    for (int r = 0; r < MR; ++r) out[k * MR + r] = r < rows ? src[r * a.rs] : 0.f;
   }
 }
 
 // B's columns [n0, n0 + cols) as a [K][NR] panel, zero columns past the edge.
 inline void pack_b(const Operand& b, int64_t n0, int cols, int64_t K, float* __restrict out) {
+  int64_t k0 = 0;  // the k below k0 are packed by a vector path
   if (b.cs == 1 && cols == NR) {  // rows of B contiguous: 64-byte copies
-    for (int64_t k = 0; k < K; ++k) {
-      const float* src = b.p + k * b.rs + n0;
-      _mm256_store_ps(out + k * NR, _mm256_loadu_ps(src));
-      _mm256_store_ps(out + k * NR + 8, _mm256_loadu_ps(src + 8));
+    for (; k0 < K; ++k0) {
+      const float* src = b.p + k0 * b.rs + n0;
+      _mm256_store_ps(out + k0 * NR, _mm256_loadu_ps(src));
+      _mm256_store_ps(out + k0 * NR + 8, _mm256_loadu_ps(src + 8));
     }
-  } else if (b.rs == 1) {  // columns contiguous: 8 x 8 register transposes, then a scalar tail of k
-    int64_t k0 = 0;
+  } else if (b.rs == 1) {  // columns contiguous: 8 x 8 register transposes
     for (; k0 + 8 <= K; k0 += 8)
       for (int h = 0; h < NR; h += 8) {
         __m256 r[8];
@@ -136,12 +133,9 @@ inline void pack_b(const Operand& b, int64_t n0, int cols, int64_t K, float* __r
         transpose8(r);
         for (int i = 0; i < 8; ++i) _mm256_store_ps(out + (k0 + i) * NR + h, r[i]);
       }
-    for (int j = 0; j < NR; ++j)
-      for (int64_t k = k0; k < K; ++k) out[k * NR + j] = j < cols ? b.p[k * b.rs + (n0 + j) * b.cs] : 0.f;
-  } else {
-    for (int64_t k = 0; k < K; ++k)
-      for (int j = 0; j < NR; ++j) out[k * NR + j] = j < cols ? b.p[k * b.rs + (n0 + j) * b.cs] : 0.f;
   }
+  for (int64_t k = k0; k < K; ++k)  // any layout; the tail of k after the vector path
+    for (int j = 0; j < NR; ++j) out[k * NR + j] = j < cols ? b.p[k * b.rs + (n0 + j) * b.cs] : 0.f;
 }
 
 // tile[r * NR + j] = sum_k a[k * MR + r] * b[k * NR + j], one FMA chain per element from +0.
