@@ -245,7 +245,8 @@ class Adam(torch.optim.Optimizer):
     def reset_cache(self) -> None:
         """Forget the cached per-group tensor lists (rebuilt at the next step)."""
         self._plans: dict[int, _Plan] = {}
-        self._train_steps: dict = {}  # pyops.mlp_train_step's (group, bucket) per list of params
+        # pyops.mlp_train_step's (group, bucket) per list of params, and its last call's plan (train_step.py)
+        self._train_steps: dict = {}
 
     def add_param_group(self, param_group) -> None:
         super().add_param_group(param_group)

@@ -268,6 +268,50 @@ def test_bad_input(backend):
     assert not all(torch.equal(p, q) for p, q in zip(present(ws, bs), before))
 
 
+def test_the_cached_plan_follows_every_change():
+    """A call with the arguments of the last one skips their checks (a plan cached in the optimizer); each thing
+    that can change between calls still takes effect or raises, and the numbers stay the autograd step's."""
+    ws_a, bs_a = make_params(torch.float32)
+    ws_b, bs_b = make_params(torch.float32)
+    opt_a, opt_b = pyops.optim.Adam(present(ws_a, bs_a)), pyops.optim.Adam(present(ws_b, bs_b))
+    data = iter(batches(8, torch.float32))
+
+    def both(loss="cross-entropy", target=lambda y: y, **kw):
+        x, y = next(data)
+        autograd_step(x, y, ws_a, bs_a, opt_a, loss, "cpu", **kw)
+        pyops.mlp_train_step(x, target(y), ws_b, bs_b, opt_b, loss=loss, backend="cpu", **kw)
+        assert_same_state(opt_a, present(ws_a, bs_a), opt_b, present(ws_b, bs_b))
+
+    both()
+    assert "mlp_train_step" in opt_b._train_steps  # the plan the next calls reuse
+    both()
+    both(loss="nll")  # other loss arguments: a new plan
+    both(weight=torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0]), reduction="sum")
+    both(target=lambda y: y.to(torch.uint8))  # byte targets are converted, as on the first call
+    for opt in (opt_a, opt_b):  # hyperparameters changed in the group: read at every call
+        opt.param_groups[0].update(weight_decay=1e-2, maximize=True, eps=1e-6, betas=(0.8, 0.99))
+    both()
+    x, y = batches(1, torch.float32, seed=3)[0]
+    with pytest.raises(RuntimeError, match="dtype|Double|float64"):  # an input the weights do not match
+        pyops.mlp_train_step(x.double(), y, ws_b, bs_b, opt_b, backend="cpu")
+    other = torch.nn.Parameter(ws_b[1].detach().clone())  # a parameter swapped for one the optimizer lacks
+    with pytest.raises(ValueError, match=r"parameters \[1\] .* are not in this Adam's param groups"):
+        pyops.mlp_train_step(x, y, [ws_b[0], other, ws_b[2]], bs_b, opt_b, backend="cpu")
+    pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b, backend="cpu")  # the cached plan again ...
+    ws_b[2].requires_grad_(False)  # ... refuses a parameter frozen since
+    with pytest.raises(ValueError, match=r"parameters \[2\] .* do not require grad"):
+        pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b, backend="cpu")
+    ws_b[2].requires_grad_(True)
+    hook = opt_b.register_step_pre_hook(lambda *a: None)  # ... and an optimizer given a hook since
+    with pytest.raises(RuntimeError, match="step hooks"):
+        pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b, backend="cpu")
+    hook.remove()
+    with DispatchLog() as log:  # ... and follows the enclosing backend when the call names none
+        with pyops.use_backend("torch"):
+            pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b)
+    assert not any(n.startswith("pyops") for n in log.names), log.names
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_module_train_step(backend):
     """pyops.nn.MLP.train_step: the module's parameters, its backend, the loss arguments passed through."""

@@ -118,17 +118,20 @@ class PyopsMLP(nn.Module):
         self.out = pnn.Linear(*last)
         self.log_probs = log_probs
         self._log_softmax, self._mlp, self._train_step = pyops.log_softmax, pyops.mlp, pyops.mlp_train_step
-        self._layers = [*self.hidden, self.out]
+
+    def _parameter_lists(self) -> tuple[list, list]:
+        # [l.weight ...], [l.bias ...] from the layers' parameter dicts (as pyops.nn.MLP.parameter_lists)
+        ps = [l._parameters for l in (*self._modules["hidden"]._modules.values(), self._modules["out"])]
+        return [p["weight"] for p in ps], [p["bias"] for p in ps]
 
     def forward(self, x):
-        x = self._mlp(x, [l.weight for l in self._layers], [l.bias for l in self._layers])
+        x = self._mlp(x, *self._parameter_lists())
         return self._log_softmax(x, dim=1) if self.log_probs else x
 
-    def train_step(self, x, y, optimizer, loss: str):
+    def train_step(self, x, y, optimizer, loss: str, backend: str | None = None):
         """One whole training step as one op (pyops.mlp_train_step): what zero_grad, the forward, the loss,
         backward() and optimizer.step() do to the weights and the optimizer's state; .grad stays untouched."""
-        return self._train_step(x, y, [l.weight for l in self._layers], [l.bias for l in self._layers], optimizer,
-                                loss=loss)
+        return self._train_step(x, y, *self._parameter_lists(), optimizer, loss=loss, backend=backend)
 
 
 def init_state(sizes=SEED_SIZES, seed: int = 0) -> dict:
@@ -163,9 +166,9 @@ class Trainer:
         return pyops.use_backend(self.backend)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.one_op:  # the backend as an argument: the same as the block below, without entering it
+            return self.model.train_step(x, y, self.optimizer, self.loss, self.backend)
         with self.context():
-            if self.one_op:
-                return self.model.train_step(x, y, self.optimizer, self.loss)
             self.optimizer.zero_grad()
             loss = self.loss_of(x, y)
             loss.backward()
