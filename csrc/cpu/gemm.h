@@ -11,7 +11,9 @@
 //   * The micro-kernel keeps a 6 x 16 tile of C in 12 AVX2 registers; per k it loads two vectors of B
 //     and broadcasts six scalars of A into 12 FMAs -- FMA-bound, operands from L1/L2.
 //   * One OpenMP team: the threads pack A's panels together, then share B's panels (each packs its own
-//     into a thread-local buffer that stays in cache while it sweeps every A panel).
+//     into a thread-local buffer that stays in cache while it sweeps every A panel).  Two barriers per
+//     GEMM (after the packing of A, the end of the region); problems below kSerialFlops run on the calling
+//     thread without entering OpenMP.
 //   * No K blocking: each element of C is ONE chain of FMAs over k = 0..K-1 starting from +0, so the
 //     result does not depend on the thread count or the tiling.
 //   * The epilogue gets each finished tile (rows m0.., columns n0.., the valid counts at the edges) while
@@ -189,20 +191,10 @@ template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Opera
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
   static thread_local std::vector<float> a_buf;
   float* pa = scratch(a_buf, mp * K * MR);
-  const int64_t flops = 2 * M * N * K;
-  const int threads = (flops < kSerialFlops || omp_in_parallel() || at::in_parallel_region())
-                          ? 1
-                          : int(std::min<int64_t>(at::get_num_threads(), np));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    static thread_local std::vector<float> b_buf;
-    float* pb = scratch(b_buf, K * NR);
+  // B panels j0, j0 + step, ... against every packed A panel
+  auto sweep = [&](int64_t j0, int64_t step, float* pb) {
     alignas(64) float tile[MR * NR];
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
-    // (implicit barrier: every A panel is packed)
-#pragma omp for schedule(static)
-    for (int64_t j = 0; j < np; ++j) {
+    for (int64_t j = j0; j < np; j += step) {
       const int cols = int(std::min<int64_t>(NR, N - j * NR));
       pack_b(b, j * NR, cols, K, pb);
       for (int64_t i = 0; i < mp; ++i) {
@@ -210,6 +202,22 @@ template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Opera
         epi(static_cast<const float*>(tile), i * MR, j * NR, int(std::min<int64_t>(MR, M - i * MR)), cols);
       }
     }
+  };
+  static thread_local std::vector<float> b_buf;
+  const int64_t flops = 2 * M * N * K;
+  if (flops < kSerialFlops || np < 2 || at::get_num_threads() < 2 || omp_in_parallel() || at::in_parallel_region()) {
+    // No OpenMP region at all: even a one-thread team costs libgomp a team and a futex wake per barrier.
+    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+    sweep(0, 1, scratch(b_buf, K * NR));
+    return;
+  }
+  const int threads = int(std::min<int64_t>(at::get_num_threads(), np));
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+    // (the implicit barrier: every A panel is packed; the end of the region is the only other one)
+    sweep(omp_get_thread_num(), omp_get_num_threads(), scratch(b_buf, K * NR));
   }
 #else
   (void)M, (void)N, (void)K, (void)a, (void)b, (void)epi;
