@@ -145,6 +145,22 @@ def test_partial_grads(backend, needs):
         assert_close(a, e, **GEMM_TOL)
 
 
+@pytest.mark.parametrize("n", [192, 200])
+def test_cpu_mask_pass_paths_agree_bitwise(n):
+    """The CPU backward's ReLU-mask and bias-sum pass has a vector path for whole blocks of 64 contiguous
+    columns and a scalar one for a column-strided gradient; both sum each column row by row, so every
+    gradient is bit-identical whichever runs (n = 200: three whole blocks and a partial one)."""
+    x, w, b = make((96, 40), n)
+    y = pyops.linear_relu(x, w, b, backend="cpu")
+    g = torch.randn(96, n)
+    g_cols = g.t().contiguous().t()  # the same values, column-major
+    assert g_cols.stride(1) != 1 and torch.equal(g, g_cols)
+    a = torch.autograd.grad(y, (x, w, b), g, retain_graph=True)
+    c = torch.autograd.grad(y, (x, w, b), g_cols)
+    for ga, gc in zip(a, c):
+        assert torch.equal(ga, gc)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_cpu_threads(threads):
     # the fused CPU passes split their work over the threads (here ~16K elements per task)
@@ -217,8 +233,9 @@ def test_double_backward_raises(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_nan_propagates(backend):
-    x, w, b = make((3, 4), 2)
+@pytest.mark.parametrize("n", [2, 67])  # (67: a whole 64-column block of the CPU's mask pass, then a partial one)
+def test_nan_propagates(backend, n):
+    x, w, b = make((3, 4), n)
     with torch.no_grad():
         x[1, 2] = float("nan")
     y = pyops.linear_relu(x, w, b, backend=backend)
