@@ -141,7 +141,8 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
     # is checked again -- hooks, requires_grad, the input's device and dtype, the target's dtype -- and the
     # hyperparameters are read from the group.  At the MNIST sizes the full derivation below was ~1/10 of the
     # step on the development VM (docs/train_step.md); anything off goes the full way, which raises.
-    plan = getattr(optimizer, "_train_steps", _NO_CACHE).get(_PLAN)
+    # (torch.compile traces the full path: what the fast path compares is not for dynamo to guard on)
+    plan = None if torch.compiler.is_compiling() else getattr(optimizer, "_train_steps", _NO_CACHE).get(_PLAN)
     if (plan is not None and plan.weight is weight and plan.options == (loss, ignore_index, reduction, label_smoothing)
             and plan.backend_key == (backend if backend is not None else (optimizer.backend
                                                                             or _backend.current_backend()))
@@ -153,7 +154,7 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
             and plan.state == (plan.group["amsgrad"], plan.group["capturable"])
             and not (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
                      or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks)
-            and all(map(_requires_grad, plan.params)) and not torch.compiler.is_compiling()):
+            and all(map(_requires_grad, plan.params))):
         return plan(input, target, optimizer)
     plan, target = _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_index, reduction,
                             label_smoothing, backend)
