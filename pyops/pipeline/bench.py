@@ -270,8 +270,8 @@ DEFINITIONS = {
                   "loss.backward() runs, with zero_grad and Adam(fused=True) eager; pyops <backend>: the pyops model "
                   "(pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or pyops.cross_entropy, "
                   "pyops.optim.Adam) under pyops.use_backend(<backend>); pyops <backend> (one-op step): each "
-                  "training step is one pyops.mlp_train_step(..., backend=<backend>) (the same kernels, no autograd graph, "
-                  "no .grad)",
+                  "training step is one pyops.mlp_train_step(..., backend=<backend>) (the same kernels, no "
+                  "autograd graph, no .grad)",
     "ms_per_step": "median wall time of one whole training step (zero_grad, forward, loss, backward, optimizer.step) "
                    "over the timed steps, time.perf_counter",
     "min_ms_per_step": "the fastest timed step: on a busy machine the least disturbed one (shown in brackets)",
