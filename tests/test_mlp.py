@@ -215,6 +215,19 @@ def test_module():
         pyops.nn.MLP((5,))
 
 
+def test_module_parameter_lists():
+    """MLP.parameter_lists() reads the layers' parameter dicts: the objects ``layer.weight`` / ``.bias`` return,
+    also after a parameter or a whole layer is replaced, and None for a model without biases."""
+    m = pyops.nn.MLP((6, 5, 4, 3))
+    ws, bs = m.parameter_lists()
+    assert all(w is l.weight for w, l in zip(ws, m.layers)) and all(b is l.bias for b, l in zip(bs, m.layers))
+    m.layers[1].weight = torch.nn.Parameter(torch.zeros(4, 5))
+    m.layers[2] = pyops.nn.Linear(4, 3)
+    ws, bs = m.parameter_lists()
+    assert ws[1] is m.layers[1].weight and ws[2] is m.layers[2].weight and bs[2] is m.layers[2].bias
+    assert pyops.nn.MLP((6, 5, 3), bias=False).parameter_lists()[1] == [None, None]
+
+
 def test_inference_builds_no_graph():
     ws, bs = params((5, 4, 3), torch.float32)
     with torch.no_grad():
