@@ -288,9 +288,9 @@ def test_the_cached_plan_follows_every_change():
     both()
     assert "mlp_train_step" in opt_b._train_steps  # the plan the next calls reuse
     both()
+    both(target=lambda y: y.to(torch.uint8))  # byte targets after a cached call: converted (the kernels take int64)
     both(loss="nll")  # other loss arguments: a new plan
     both(weight=torch.tensor([1.0, 2.0, 0.5, 1.0, 3.0]), reduction="sum")
-    both(target=lambda y: y.to(torch.uint8))  # byte targets are converted, as on the first call
     for opt in (opt_a, opt_b):  # hyperparameters changed in the group: read at every call
         opt.param_groups[0].update(weight_decay=1e-2, maximize=True, eps=1e-6, betas=(0.8, 0.99))
     both()
