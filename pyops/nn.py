@@ -47,6 +47,13 @@ class LinearReLU(Linear):
         return linear_relu(input, self.weight, self.bias, backend=self.backend)
 
 
+def _layer_parameter_lists(layers) -> tuple[list, list]:
+    """([l.weight ...], [l.bias ...]) of linear layers, read from their parameter dicts (what the attributes
+    return, without nn.Module.__getattr__'s Python call per attribute)."""
+    ps = [l._parameters for l in layers]
+    return [p["weight"] for p in ps], [p["bias"] for p in ps]
+
+
 class MLP(torch.nn.Module):
     """A classifier MLP computed by :func:`pyops.mlp`, one op each way for the whole network.
 
@@ -69,8 +76,7 @@ class MLP(torch.nn.Module):
         """(weights, biases) of the layers, in order: ``[l.weight ...]``, ``[l.bias ...]``, read from the modules'
         dicts directly (1.2 instead of 4.9 us: nn.Module's ``__getattr__`` is a Python call per attribute, and at
         the seed network's sizes the one-op step's Python is a visible share of it)."""
-        ps = [l._parameters for l in self._modules["layers"]._modules.values()]
-        return [p["weight"] for p in ps], [p["bias"] for p in ps]
+        return _layer_parameter_lists(self._modules["layers"]._modules.values())
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return mlp(input, *self.parameter_lists(), backend=self.backend)

@@ -153,13 +153,18 @@ def mlp_train_step(input: Tensor, target: Tensor, weights: Sequence[Tensor],
             and isinstance(input, Tensor) and input.dtype in plan.dtypes and input.device == plan.device
             and isinstance(target, Tensor) and target.dtype is torch.int64
             and plan.state == (plan.group["amsgrad"], plan.group["capturable"])
-            and not (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-                     or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks)
+            and not _has_step_hooks(optimizer)
             and all(map(_requires_grad, plan.params))):
         return plan(input, target, optimizer)
     plan, target = _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_index, reduction,
                             label_smoothing, backend)
     return plan(input, target, optimizer)
+
+
+def _has_step_hooks(optimizer) -> bool:
+    """Whether step pre/post hooks (the optimizer's or global ones) would run around optimizer.step()."""
+    return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+                or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks)
 
 
 _NO_CACHE: dict = {}
@@ -203,8 +208,7 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
     if not isinstance(optimizer, Adam):
         raise TypeError(f"{op}: expected a pyops.optim.Adam or AdamW optimizer, got {type(optimizer).__name__} (the "
                         "update runs as pyops' Adam kernel inside the step)")
-    if (optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-            or _torch_optimizer._global_optimizer_pre_hooks or _torch_optimizer._global_optimizer_post_hooks):
+    if _has_step_hooks(optimizer):
         raise RuntimeError(f"{op}: the optimizer has step hooks, which a fused step cannot run between the backward "
                            "and the update; use loss.backward() and optimizer.step()")
     if loss not in LOSSES:

@@ -191,6 +191,9 @@ template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Opera
   const int64_t mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR;
   static thread_local std::vector<float> a_buf;
   float* pa = scratch(a_buf, mp * K * MR);
+  auto pack_panel = [&](int64_t i) {  // A's panel i, rows [6i, 6i + 6)
+    pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+  };
   // B panels j0, j0 + step, ... against every packed A panel
   auto sweep = [&](int64_t j0, int64_t step, float* pb) {
     alignas(64) float tile[MR * NR];
@@ -207,7 +210,7 @@ template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Opera
   const int64_t flops = 2 * M * N * K;
   if (flops < kSerialFlops || np < 2 || at::get_num_threads() < 2 || omp_in_parallel() || at::in_parallel_region()) {
     // No OpenMP region at all: even a one-thread team costs libgomp a team and a futex wake per barrier.
-    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+    for (int64_t i = 0; i < mp; ++i) pack_panel(i);
     sweep(0, 1, scratch(b_buf, K * NR));
     return;
   }
@@ -215,7 +218,7 @@ template <class Epi> void gemm(int64_t M, int64_t N, int64_t K, Operand a, Opera
 #pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < mp; ++i) pack_a(a, i * MR, int(std::min<int64_t>(MR, M - i * MR)), K, pa + i * K * MR);
+    for (int64_t i = 0; i < mp; ++i) pack_panel(i);
     // (the implicit barrier: every A panel is packed; the end of the region is the only other one)
     sweep(omp_get_thread_num(), omp_get_num_threads(), scratch(b_buf, K * NR));
   }

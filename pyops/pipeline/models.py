@@ -118,11 +118,10 @@ class PyopsMLP(nn.Module):
         self.out = pnn.Linear(*last)
         self.log_probs = log_probs
         self._log_softmax, self._mlp, self._train_step = pyops.log_softmax, pyops.mlp, pyops.mlp_train_step
+        self._layer_parameter_lists = pnn._layer_parameter_lists
 
     def _parameter_lists(self) -> tuple[list, list]:
-        # [l.weight ...], [l.bias ...] from the layers' parameter dicts (as pyops.nn.MLP.parameter_lists)
-        ps = [l._parameters for l in (*self._modules["hidden"]._modules.values(), self._modules["out"])]
-        return [p["weight"] for p in ps], [p["bias"] for p in ps]
+        return self._layer_parameter_lists((*self._modules["hidden"]._modules.values(), self._modules["out"]))
 
     def forward(self, x):
         x = self._mlp(x, *self._parameter_lists())
