@@ -183,7 +183,41 @@ def test_unaligned_params(backend):
     compare(ours, ref, ours_p, ref_p, REL[torch.float32])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_split_between_threads(dtype):
+    # The CPU kernel cuts the elements of all tensors, numbered one after another, into equal shares per
+    # thread, so shares begin and end inside tensors and at odd offsets (not on vector boundaries).  Enough
+    # elements for the parallel path (> 32768), odd sizes and an empty tensor: every element is updated
+    # exactly once, whatever the thread count -- the same bits with 1, 2 and 3 threads, and torch.optim's values.
+    torch.manual_seed(0)
+    shapes = [(30011,), (0,), (7, 1001), (3,), (12345,)]
+    base = make_params(dtype, shapes)
+    grads = [[torch.randn_like(b) for b in base] for _ in range(3)]
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            ours_p = [b.clone().requires_grad_() for b in base]
+            ours = pyops.optim.Adam(ours_p, lr=1e-2, amsgrad=True, weight_decay=1e-2, backend="cpu")
+            train(ours, ours_p, grads)
+            results.append((ours, ours_p))
+    finally:
+        torch.set_num_threads(threads)
+    ref_p = [b.clone().requires_grad_() for b in base]
+    ref = torch.optim.Adam(ref_p, lr=1e-2, amsgrad=True, weight_decay=1e-2, foreach=False)
+    train(ref, ref_p, grads)
+    (one, one_p), others = results[0], results[1:]
+    compare(one, ref, one_p, ref_p, REL[dtype])
+    for ours, ours_p in others:
+        for p, q in zip(ours_p, one_p):
+            assert torch.equal(p, q)
+            for k in STATE_KEYS:
+                assert torch.equal(ours.state[p][k], one.state[q][k]), k
+
+
 # ---------------------------------------------------------------- fp16 / bf16 params: fp32 state and math
+
 def half_reference(base, grads, cls=torch.optim.Adam, **kw):
     """torch.optim on float32 copies whose values are rounded to the half dtype after every step: the
     pyops semantics (fp32 math and state, the param stored in its own dtype)."""
