@@ -25,9 +25,11 @@
 #include <torch/library.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "csrc/common.h"
+#include "csrc/train_step.h"
 
 namespace pyops {
 namespace {
@@ -294,6 +296,9 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
             beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable);
   return loss;
 }
+
+static_assert(std::is_same_v<decltype(mlp_train_step), MlpTrainStepSig>,
+              "csrc/train_step.h's MlpTrainStepSig must be the type of the mlp_train_step kernel");
 
 }  // namespace
 

@@ -177,7 +177,7 @@ class _Plan:
     """What mlp_train_step derives from its arguments other than the batch, kept for the next call."""
 
     __slots__ = ("weights", "biases", "n", "weight", "options", "backend_key", "dtypes", "device", "group", "state",
-                 "params", "name", "run", "static", "tail", "bucket")
+                 "params", "name", "run", "static", "tail", "bucket", "call")
 
     def __call__(self, input: Tensor, target: Tensor, optimizer: Adam) -> Tensor:
         group, bucket = self.group, self.bucket
@@ -193,6 +193,8 @@ class _Plan:
                 bucket.run(self.params, grads, bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs,
                            bucket.steps, lr_tensor, bucket.counters, *hyper)
             return value
+        if self.call is not None:  # the C++ op with its lists converted once (_C.TrainStepCall)
+            return self.call(input, target, lr_tensor, bucket.counters, *hyper)
         if self.name != "triton":  # the C++ op runs its ops below autograd and without grad mode itself
             return self.run(input, target, *self.static, lr_tensor, bucket.counters, *hyper, *self.tail)
         with torch.no_grad():  # the Triton op updates the leaf parameters in place, as optimizer.step() does
@@ -241,6 +243,7 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
     plan.dtypes = _checks.BACKEND_DTYPES.get(name, (input.dtype,))
     plan.device, plan.group, plan.bucket, plan.params, plan.name = input.device, group, bucket, params, name
     plan.state = (group["amsgrad"], group["capturable"])
+    plan.call = None
     if name == "torch":
         plan.static = (weights, biases, nll, weight, reduction_name, ignore_index, label_smoothing)
     else:
@@ -249,5 +252,10 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
                        bucket.max_exp_avg_sqs, bucket.steps)
         plan.tail = (nll, weight, code, ignore_index, float(label_smoothing))
     if not torch.compiler.is_compiling():
+        if name != "torch" and name != "triton":
+            # the same op called from C++ with the lists converted once: torch.ops converts every element of
+            # every list at each call (~16 us a step); torch.compile traces plan.run instead
+            plan.call = _ops._C.TrainStepCall(f"{_ops.NAMESPACES[name]}::mlp_train_step", *plan.static,
+                                              *plan.tail)
         optimizer._train_steps[_PLAN] = plan
     return plan, target

@@ -315,6 +315,49 @@ def test_the_cached_plan_follows_every_change():
     assert not any(n.startswith("pyops") for n in log.names), log.names
 
 
+@pytest.mark.parametrize("backend", [b for b in CPU_BACKENDS if b != "triton"])
+def test_the_cached_plan_calls_the_op_from_cpp(backend):
+    """On a C++ backend the cached plan calls the op through pyops._C.TrainStepCall, its lists converted once:
+    the results of calling torch.ops' op with the same arguments, its errors (type and message) with nothing
+    updated, and the op's profiler range."""
+    ws_a, bs_a = make_params(torch.float32)
+    ws_b, bs_b = make_params(torch.float32)
+    opt_a, opt_b = pyops.optim.Adam(present(ws_a, bs_a)), pyops.optim.Adam(present(ws_b, bs_b))
+    op = _ops.ops(backend).mlp_train_step.default
+    data = batches(4, torch.float32)
+    for x, y in data:
+        loss_a = pyops.mlp_train_step(x, y, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=data[0][0][0, :5].abs())
+        _, bucket = opt_b._train_step_bucket(present(ws_b, bs_b), backend)
+        loss_b = op(x, y, ws_b, bs_b, [True] * 3, bucket.exp_avgs, bucket.exp_avg_sqs, [], bucket.steps, None, None,
+                    1e-3, 0.9, 0.999, 0.0, 1e-8, False, False, False, False, True, data[0][0][0, :5].abs(), 1, -100,
+                    0.0)
+        assert torch.equal(loss_a, loss_b)
+        assert_same_state(opt_a, present(ws_a, bs_a), opt_b, present(ws_b, bs_b))
+    plan = opt_a._train_steps["mlp_train_step"]
+    assert isinstance(plan.call, _ops._C.TrainStepCall)
+    x, y = data[0]
+    bad = torch.full_like(y, SIZES[-1])
+    before = [p.detach().clone() for p in present(ws_a, bs_a)]
+    with pytest.raises(Exception) as fast:
+        pyops.mlp_train_step(x, bad, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=plan.weight)
+    assert opt_a._train_steps["mlp_train_step"] is plan  # the error came from the cached plan's call
+    with pytest.raises(Exception) as boxed:
+        op(x, bad, *plan.static, None, None, 1e-3, 0.9, 0.999, 0.0, 1e-8, False, False, False, False, *plan.tail)
+    assert fast.type is boxed.type and "out of bounds" in str(fast.value)
+    assert str(fast.value).splitlines()[0] == str(boxed.value).splitlines()[0]
+    assert all(torch.equal(p, q) for p, q in zip(present(ws_a, bs_a), before))
+    calls, call = [], plan.call  # the fast path goes through it
+    plan.call = lambda *a: calls.append(a) or call(*a)
+    pyops.mlp_train_step(x, y, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=plan.weight)
+    assert len(calls) == 1 and calls[0][0] is x
+    plan.call = call
+    with torch.profiler.profile() as prof:
+        pyops.mlp_train_step(x, y, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=plan.weight)
+    assert f"{_ops.NAMESPACES[backend]}::mlp_train_step" in [e.name for e in prof.events()]
+    with pytest.raises(RuntimeError, match="wrong signature"):  # only an op of mlp_train_step's schema
+        _ops._C.TrainStepCall(f"{_ops.NAMESPACES[backend]}::mlp_fwd", *plan.static, *plan.tail)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_module_train_step(backend):
     """pyops.nn.MLP.train_step: the module's parameters, its backend, the loss arguments passed through."""
