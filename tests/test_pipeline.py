@@ -178,7 +178,8 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
     out.mkdir()
     (out / "stale.txt").write_text("previous run")
     # --no-compile: torch.compile takes 30+ s per batch size here; the compile contender runs in `make bench`
-    rc = main(["bench", "synthetic", "--steps", "4", "--loss-steps", "3", "--rounds", "2", "--batch-sizes", "16,32",
+    # 3 rounds for 4 steps: 2 + 2 + 0 steps per round, each round in its own order
+    rc = main(["bench", "synthetic", "--steps", "4", "--loss-steps", "3", "--rounds", "3", "--batch-sizes", "16,32",
                "--no-compile", "--out", str(out)])
     assert rc == 0
     assert sorted(os.listdir(out)) == ["loss_curves_b16.png", "loss_curves_b32.png", "results.json", "results.md",
@@ -195,6 +196,7 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
         rows = {c["key"]: c for c in r["contenders"]}
         assert rows["eager"]["status"] == rows["fused"]["status"] == "ok" and "compile" not in rows
         assert rows["eager"]["timed_steps"] == 4 and rows["eager"]["trained_steps"] == 8
+        assert all(c["timed_steps"] == 4 for c in rows.values())
         assert rows["fused"]["ops_per_step"]["kernel_ops"] < rows["eager"]["ops_per_step"]["kernel_ops"]
         assert rows["eager"]["max_abs_loss_diff_vs_stock_eager"] == 0.0
         assert rows["fused"]["max_abs_loss_diff_vs_stock_eager"] < 1e-4

@@ -27,7 +27,8 @@ For each batch size, per contender:
      metadata only) and profiler markers -- the proxy for kernel launches on a GPU;
   3. steps L+1 .. L+S (S = --steps): each step timed with time.perf_counter (after
      torch.cuda.synchronize on a GPU), interleaved with the other contenders and the GEMM floor in
-     --rounds rounds so the machine's noise hits all alike; reported: the median ms/step;
+     --rounds rounds (default 30, so 10 steps each per round), each round in a new seeded order, so the
+     machine's noise hits all alike; reported: the median ms/step;
   4. test accuracy after these L+1+S steps.
 Batches: a seeded shuffle of the training set, drawn in order (reshuffled at each pass); step i
 uses the same batch for every contender.  Inputs are gathered before the timer starts.
@@ -38,6 +39,7 @@ import collections
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -221,10 +223,14 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
     floor_run()
     floor_times = []
     per_round = math.ceil(S / args.rounds)
+    order = random.Random(args.seed)  # each round takes the floor and the contenders in a new order
     for r in range(args.rounds):
         n = min(per_round, S - r * per_round)
-        floor_times += [_timed(floor_run, sync) for _ in range(n)]
-        for row, tr in live:
+        for who in order.sample(range(len(live) + 1), len(live) + 1):
+            if who == len(live):
+                floor_times += [_timed(floor_run, sync) for _ in range(n)]
+                continue
+            row, tr = live[who]
             for i in range(L + 1 + r * per_round, L + 1 + r * per_round + n):
                 x, y = stream[i]
                 row["times"].append(_timed(lambda: tr.step(x, y), sync))
@@ -420,7 +426,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=300, help="timed steps per contender and batch size (default 300)")
     p.add_argument("--loss-steps", type=int, default=100,
                    help="first steps, loss recorded and compared with stock; also the warm-up (default 100)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--rounds", type=int, default=30,
+                   help="interleaved timing rounds, each in a new order (default 30: 10 steps per round)")
     p.add_argument("--batch-sizes", default="64,512", help="comma-separated (default 64,512)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--lr", type=float, default=models.SEED_LR, help="Adam learning rate (default 3e-3)")
