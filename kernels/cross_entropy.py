@@ -224,8 +224,13 @@ def row_block(C: int) -> int:
     return min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
 
 
-def _num_warps(block):
-    return 4 if block <= 2048 else 16  # 8 elements per thread at 4096 (with 8 warps, 16 spilled on sm_90)
+def _num_warps(block, element_size=4):
+    # Wide blocks: 8 fp16/bf16 or 4 fp32/fp64 elements per thread at 4096 (16 fp32 spilled on sm_90, and so did
+    # 8 fp32 or fp64 in the smoothing kernels on contiguous rows, where the JIT vectorizes the loads: the
+    # Triton AOT audit); up to 2048 columns 4 warps, 8 for fp64 (8 doubles per thread spilled there as well).
+    if block <= 2048:
+        return 8 if element_size == 8 else 4
+    return 16 if element_size == 2 else 32
 
 
 def _debug(t: torch.Tensor) -> dict:
@@ -249,7 +254,7 @@ def cross_entropy_forward(x, layout, target, weight, ignore_index, smoothing, ou
         _launch(cross_entropy_fwd_kernel, (rows,), x, D, ld_n, ld_d, ld_c, target,
                 weight if weight is not None else x, ignore_index, C, rows, float(smoothing),
                 partials if reduce else out, lse, HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0,
-                REDUCE=reduce, ACC=acc, BLOCK=block, num_warps=_num_warps(block), **_debug(x))
+                REDUCE=reduce, ACC=acc, BLOCK=block, num_warps=_num_warps(block, x.element_size()), **_debug(x))
     if reduce:
         _launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc, BLOCK=REDUCE_BLOCK)
 
@@ -263,7 +268,7 @@ def cross_entropy_backward(grad, ld_grad, total_weight, x, layout, target, weigh
     _launch(cross_entropy_bwd_kernel, (rows,), grad, ld_grad, total_weight, x, D, ld_n, ld_d, ld_c, target,
             weight if weight is not None else x, ignore_index, C, float(smoothing), lse, gx,
             HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0, MEAN=mean, ACC=_acc(x.dtype), BLOCK=block,
-            num_warps=_num_warps(block), **_debug(x))
+            num_warps=_num_warps(block, x.element_size()), **_debug(x))
 
 
 def nll_loss_forward(x, layout, target, weight, ignore_index, out, partials, total_weight, mean):
@@ -290,31 +295,43 @@ def nll_loss_backward(grad, ld_grad, total_weight, layout, target, weight, ignor
 
 def aot_variants():
     """Ahead-of-time compile targets for the build audit: the kernels with the block sizes and dtypes the
-    launchers use (see kernels/softmax.py)."""
+    launchers use (see kernels/softmax.py).
+
+    The row kernels come twice: as compiled for any layout (runtime strides, no alignment: scalar loads), and as
+    Triton's JIT compiles the common case -- 2-D logits with contiguous rows of a multiple of 16 classes in
+    16-byte-aligned memory: an integer argument equal to 1 (``inner``, ``ld_c``) becomes a constant and the
+    pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (8 elements per
+    thread) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per row
+    (targets, the target's logit, the nll kernels) cannot."""
     ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         p, acc = ptr[dtype], ("*fp64" if dtype == torch.float64 else "*fp32")
-        acc_tl = _acc(dtype)
-        for block in (16, 1024, MAX_BLOCK):
+        acc_tl, size = _acc(dtype), torch.tensor([], dtype=dtype).element_size()
+        for block, contiguous in ((16, False), (1024, False), (MAX_BLOCK, False), (1024, True), (MAX_BLOCK, True)):
+            # contiguous: inner == ld_c == 1 as the JIT's constants, ld_n and C multiples of 16
+            layout = {"inner": "constexpr", "ld_c": "constexpr"} if contiguous else {}
+            ones = {"inner": 1, "ld_c": 1} if contiguous else {}
             for smooth in (False, True):
-                yield {"kernel": cross_entropy_fwd_kernel,
-                       "signature": {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64",
-                                     "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64",
-                                     "smoothing": "fp32", "out_ptr": acc, "lse_ptr": "*fp64", "HAS_WEIGHT": "constexpr",
-                                     "SMOOTH": "constexpr", "REDUCE": "constexpr", "ACC": "constexpr",
-                                     "BLOCK": "constexpr"},
+                sig = {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64",
+                       "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64", "smoothing": "fp32",
+                       "out_ptr": acc, "lse_ptr": "*fp64", "HAS_WEIGHT": "constexpr", "SMOOTH": "constexpr",
+                       "REDUCE": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"}
+                yield {"kernel": cross_entropy_fwd_kernel, "signature": {**sig, **layout},
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "REDUCE": True, "ACC": acc_tl,
-                                      "BLOCK": block},
-                       "num_warps": _num_warps(block), "expect_vector_loads": False}
-                yield {"kernel": cross_entropy_bwd_kernel,
-                       "signature": {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64",
-                                     "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p,
-                                     "ignore_index": "i64", "C": "i64", "smoothing": "fp32", "lse_ptr": "*fp64",
-                                     "gx_ptr": p, "HAS_WEIGHT": "constexpr", "SMOOTH": "constexpr", "MEAN": "constexpr",
-                                     "ACC": "constexpr", "BLOCK": "constexpr"},
+                                      "BLOCK": block, **ones},
+                       "num_warps": _num_warps(block, size),
+                       "divisible_by_16": ["x_ptr", "ld_n", "C", "w_ptr", "out_ptr", "lse_ptr"] if contiguous else [],
+                       "expect_vector_loads": contiguous}
+                sig = {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64", "ld_n": "i64",
+                       "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64",
+                       "smoothing": "fp32", "lse_ptr": "*fp64", "gx_ptr": p, "HAS_WEIGHT": "constexpr",
+                       "SMOOTH": "constexpr", "MEAN": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"}
+                yield {"kernel": cross_entropy_bwd_kernel, "signature": {**sig, **layout},
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "MEAN": True, "ACC": acc_tl,
-                                      "BLOCK": block},
-                       "num_warps": _num_warps(block), "expect_vector_loads": False}
+                                      "BLOCK": block, **ones},
+                       "num_warps": _num_warps(block, size),
+                       "divisible_by_16": ["x_ptr", "ld_n", "C", "w_ptr", "gx_ptr", "lse_ptr"] if contiguous else [],
+                       "expect_vector_loads": contiguous}
         yield {"kernel": loss_reduce_kernel,
                "signature": {"part_ptr": acc, "rows": "i64", "out_ptr": p, "tw_ptr": acc, "MEAN": "constexpr",
                              "ACC": "constexpr", "BLOCK": "constexpr"},
