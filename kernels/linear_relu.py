@@ -185,15 +185,25 @@ _TL = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torc
 _AUDIT_SHAPES = [(m, k, n) for m in (64, 512) for k, n in ((784, 256), (256, 128), (128, 64), (64, 10))]
 
 
+# The strides equal to 1 when every operand is contiguous, per GEMM (its MASK_A, HAS_BIAS, RELU, ROW_SUMS flags
+# below): forward A = x, B = W, C = y; dx A = dz, B = W^T, C = dx; dW A = dz^T, B = x^T, C = dW.
+_UNIT_STRIDES = {(False, True, True, False): ("s_ak", "s_bk", "s_cn"),
+                 (True, False, False, False): ("s_ak", "s_bn", "s_cn"),
+                 (True, False, False, True): ("s_am", "s_bn", "s_cn")}
+
+
 def aot_variants():
     """Compilable variants of the kernels as the launcher uses them, for an ahead-of-time audit
     (triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...), target=GPUTarget("cuda", 80|90, 32))):
     every block configuration gemm_plan picks for the forward, dx and dW GEMMs of the MNIST layers,
     in fp32, fp16 and bf16 (fp64 and fp32-as-TF32 for the first layer), plus the bias-gradient
     kernel.  fp16/bf16/TF32/fp64 dots compile to mma instructions; IEEE fp32 dots to FMAs.
-    Strides and sizes are runtime int64 and pointers carry no alignment hints here, so the loads
-    compile to scalar ld.global (a JIT launch on a GPU specializes unit strides and 16-byte
-    alignment and vectorizes them): expect_vector_loads is False."""
+    Strides and sizes are runtime int64 and pointers carry no alignment hints in these, so the loads
+    compile to scalar ld.global: expect_vector_loads is False.  Then each GEMM again as Triton's JIT
+    compiles it for contiguous operands of the layers whose sizes are multiples of 16: the unit strides
+    the launcher passes (`linear_forward` / `linear_backward`) become constants, as the JIT makes an
+    integer argument equal to 1, and the pointers and every other integer are known multiples of 16.
+    Those must load their tiles 16 bytes at a time (expect_vector_loads: ld.global.v4 or cp.async.cg)."""
     seen = set()
     # (dtype, tl.dot precision, shapes): fp64 and TF32 (allow_tf32) for the first layer only
     runs = [(torch.float32, "ieee", _AUDIT_SHAPES), (torch.float16, "ieee", _AUDIT_SHAPES),
@@ -207,9 +217,10 @@ def aot_variants():
                                         ((n, k, m), (True, False, False, True))):
                 bm, bn, bk, warps = gemm_plan(gm, gn, gk, torch.tensor([], dtype=dtype).element_size())
                 key = (dtype, precision, bm, bn, bk, warps, flags)
-                if key in seen:
+                # contiguous operands as the JIT specializes them, for the layers whose sizes are multiples of 16
+                contiguous = (gm | gn | gk) % 16 == 0 and (*key, "contiguous") not in seen
+                if key in seen and not contiguous:
                     continue
-                seen.add(key)
                 t = "*" + _TL[dtype]
                 sig = {"a_ptr": t, "s_am": "i64", "s_ak": "i64", "y_ptr": t, "b_ptr": t, "s_bn": "i64", "s_bk": "i64",
                        "c_ptr": t, "s_cm": "i64", "s_cn": "i64", "bias_ptr": t, "rowsum_ptr": t,
@@ -217,8 +228,17 @@ def aot_variants():
                 const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags))
                 const.update(ACC=_acc(dtype), PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
                 sig.update({name: "constexpr" for name in const})
-                yield {"kernel": linear_gemm_kernel, "signature": sig, "constexprs": const, "num_warps": warps,
-                       "expect_vector_loads": False}
+                if key not in seen:
+                    seen.add(key)
+                    yield {"kernel": linear_gemm_kernel, "signature": sig, "constexprs": const, "num_warps": warps,
+                           "expect_vector_loads": False}
+                if contiguous:
+                    seen.add((*key, "contiguous"))
+                    unit = _UNIT_STRIDES[flags]
+                    aligned = [arg for arg, kind in sig.items() if kind != "constexpr" and arg not in unit]
+                    yield {"kernel": linear_gemm_kernel, "signature": {**sig, **dict.fromkeys(unit, "constexpr")},
+                           "constexprs": {**const, **dict.fromkeys(unit, 1)}, "num_warps": warps,
+                           "divisible_by_16": aligned, "expect_vector_loads": True}
     for dtype in (torch.float32, torch.float16):
         t = "*" + _TL[dtype]
         const = {"MASK": True, "ACC": tl.float32, "BLOCK_M": 32, "BLOCK_N": 128}

@@ -30,8 +30,10 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-# 16-byte global loads in PTX: 4 x 32-bit (fp32, and fp16/bf16 pairs) or 2 x 64-bit (fp64).
-VECTOR_LOAD = re.compile(r"\bld\.global(?:\.[a-z0-9_]+)*\.(?:v4\.(?:b32|f32|u32|s32)|v2\.(?:b64|f64|u64|s64))\b")
+# 16-byte global loads in PTX: 4 x 32-bit (fp32, and fp16/bf16 pairs) or 2 x 64-bit (fp64) into registers, or
+# cp.async.cg into shared memory (the tiles of tl.dot on sm_80+: .cg copies are 16 bytes by definition).
+VECTOR_LOAD = re.compile(r"\bld\.global(?:\.[a-z0-9_]+)*\.(?:v4\.(?:b32|f32|u32|s32)|v2\.(?:b64|f64|u64|s64))\b"
+                         r"|\bcp\.async\.cg\.shared\.global\b")
 
 
 def modules():
@@ -87,7 +89,7 @@ def compile_one(task):
     res["seconds"] = round(time.time() - t0, 2)
     ptx = k.asm["ptx"]
     res["vector_loads"] = len(VECTOR_LOAD.findall(ptx))
-    res["global_loads"] = sorted(set(re.findall(r"\bld\.global[\w.]*", ptx)))
+    res["global_loads"] = sorted(set(re.findall(r"\b(?:ld\.global|cp\.async\.c[ag]\.shared\.global)[\w.]*", ptx)))
     res["shared"] = k.metadata.shared
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(k.asm["cubin"])
