@@ -300,9 +300,9 @@ def aot_variants():
     The row kernels come twice: as compiled for any layout (runtime strides, no alignment: scalar loads), and as
     Triton's JIT compiles the common case -- 2-D logits with contiguous rows of a multiple of 16 classes in
     16-byte-aligned memory: an integer argument equal to 1 (``inner``, ``ld_c``) becomes a constant and the
-    pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (8 elements per
-    thread) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per row
-    (targets, the target's logit, the nll kernels) cannot."""
+    pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (4 or 8 elements
+    per thread) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per
+    row (targets, the target's logit, the nll kernels) cannot."""
     ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         p, acc = ptr[dtype], ("*fp64" if dtype == torch.float64 else "*fp32")
