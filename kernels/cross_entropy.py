@@ -225,11 +225,12 @@ def row_block(C: int) -> int:
 
 
 def _num_warps(block, element_size=4):
-    # Wide blocks: 8 fp16/bf16 or 4 fp32/fp64 elements per thread at 4096 (16 fp32 spilled on sm_90, and so did
-    # 8 fp32 or fp64 in the smoothing kernels on contiguous rows, where the JIT vectorizes the loads: the
-    # Triton AOT audit); up to 2048 columns 4 warps, 8 for fp64 (8 doubles per thread spilled there as well).
+    # Up to 2048 columns 4 warps, float64 4 elements per thread (8 or 16 warps); at 4096 8 fp16/bf16 or 4
+    # fp32/fp64 elements per thread.  Wider shares spilled in the Triton AOT audit: 16 fp32 at 4096, and,
+    # compiled as the JIT compiles contiguous rows (where it vectorizes the loads), the smoothing kernels with
+    # 8 fp32 at 4096 and 8 doubles at 1024, 2048 and 4096.
     if block <= 2048:
-        return 8 if element_size == 8 else 4
+        return max(8, block // 128) if element_size == 8 else 4
     return 16 if element_size == 2 else 32
 
 
@@ -300,14 +301,15 @@ def aot_variants():
     The row kernels come twice: as compiled for any layout (runtime strides, no alignment: scalar loads), and as
     Triton's JIT compiles the common case -- 2-D logits with contiguous rows of a multiple of 16 classes in
     16-byte-aligned memory: an integer argument equal to 1 (``inner``, ``ld_c``) becomes a constant and the
-    pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (4 or 8 elements
-    per thread) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per
+    pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (1024, 2048 and
+    4096 columns) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per
     row (targets, the target's logit, the nll kernels) cannot."""
     ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         p, acc = ptr[dtype], ("*fp64" if dtype == torch.float64 else "*fp32")
         acc_tl, size = _acc(dtype), torch.tensor([], dtype=dtype).element_size()
-        for block, contiguous in ((16, False), (1024, False), (MAX_BLOCK, False), (1024, True), (MAX_BLOCK, True)):
+        for block, contiguous in ((16, False), (1024, False), (2048, False), (MAX_BLOCK, False), (1024, True),
+                                  (2048, True), (MAX_BLOCK, True)):
             # contiguous: inner == ld_c == 1 as the JIT's constants, ld_n and C multiples of 16
             layout = {"inner": "constexpr", "ld_c": "constexpr"} if contiguous else {}
             ones = {"inner": 1, "ld_c": 1} if contiguous else {}
