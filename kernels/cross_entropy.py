@@ -294,6 +294,12 @@ def nll_loss_backward(grad, ld_grad, total_weight, layout, target, weight, ignor
             MEAN=mean, ACC=_acc(gx.dtype), BLOCK=FLAT_BLOCK, **_debug(gx))
 
 
+def _aligned_args(signature):
+    """What the JIT knows to be a multiple of 16 for contiguous, 16-byte-aligned logits: every pointer (torch's
+    allocations), the row stride and the class count."""
+    return [a for a, t in signature.items() if t.startswith("*")] + ["ld_n", "C"]
+
+
 def aot_variants():
     """Ahead-of-time compile targets for the build audit: the kernels with the block sizes and dtypes the
     launchers use (see kernels/softmax.py).
@@ -310,7 +316,7 @@ def aot_variants():
         acc_tl, size = _acc(dtype), torch.tensor([], dtype=dtype).element_size()
         for block, contiguous in ((16, False), (1024, False), (2048, False), (MAX_BLOCK, False), (1024, True),
                                   (2048, True), (MAX_BLOCK, True)):
-            # contiguous: inner == ld_c == 1 as the JIT's constants, ld_n and C multiples of 16
+            # contiguous: inner == ld_c == 1 as the JIT's constants; pointers, ld_n and C multiples of 16
             layout = {"inner": "constexpr", "ld_c": "constexpr"} if contiguous else {}
             ones = {"inner": 1, "ld_c": 1} if contiguous else {}
             for smooth in (False, True):
@@ -322,7 +328,7 @@ def aot_variants():
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "REDUCE": True, "ACC": acc_tl,
                                       "BLOCK": block, **ones},
                        "num_warps": _num_warps(block, size),
-                       "divisible_by_16": ["x_ptr", "ld_n", "C", "w_ptr", "out_ptr", "lse_ptr"] if contiguous else [],
+                       "divisible_by_16": _aligned_args(sig) if contiguous else [],
                        "expect_vector_loads": contiguous}
                 sig = {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64", "ld_n": "i64",
                        "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64",
@@ -332,7 +338,7 @@ def aot_variants():
                        "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "MEAN": True, "ACC": acc_tl,
                                       "BLOCK": block, **ones},
                        "num_warps": _num_warps(block, size),
-                       "divisible_by_16": ["x_ptr", "ld_n", "C", "w_ptr", "gx_ptr", "lse_ptr"] if contiguous else [],
+                       "divisible_by_16": _aligned_args(sig) if contiguous else [],
                        "expect_vector_loads": contiguous}
         yield {"kernel": loss_reduce_kernel,
                "signature": {"part_ptr": acc, "rows": "i64", "out_ptr": p, "tw_ptr": acc, "MEAN": "constexpr",
