@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "csrc/common.h"
+#include "csrc/cpu/gemm.h"
 #include "csrc/train_step.h"
 
 #if defined(PYOPS_SIM)
@@ -152,8 +153,52 @@ class TrainStepCall {
   double label_smoothing_;
 };
 
+// Which code a float32 GEMM C[m, n] = A[m, k] B[k, n] of the CPU backend runs: "avx512" or "avx2" (the own
+// GEMM's kernels, csrc/cpu/gemm.h) or "blas"; and the kernel of this process.  Both raise on a bad
+// PYOPS_CPU_GEMM, as the first CPU linear op would; set_cpu_gemm_kernel switches the kernel (benchmarks, tests).
+PyObject* cpu_gemm_path(PyObject*, PyObject* args) {
+  long long m = 0, n = 0, k = 0;
+  if (!PyArg_ParseTuple(args, "LLL", &m, &n, &k)) return nullptr;
+  try {
+    namespace sg = pyops::cpu::sgemm;
+    return PyUnicode_FromString(sg::usable(m, n, k) ? sg::kernel_name(sg::kernel()) : "blas");
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
+PyObject* cpu_gemm_kernel(PyObject*, PyObject*) {
+  try {
+    namespace sg = pyops::cpu::sgemm;
+    return PyUnicode_FromString(sg::kernel_name(sg::kernel()));
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
+PyObject* set_cpu_gemm_kernel(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
+  try {
+    namespace sg = pyops::cpu::sgemm;
+    return PyUnicode_FromString(sg::kernel_name(sg::set_kernel(name)));
+  } catch (const c10::Error& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    return nullptr;
+  }
+}
+
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How this extension was built: CUDA, architectures, nvcc, AVX2."},
+    {"cpu_gemm_path", cpu_gemm_path, METH_VARARGS,
+     "cpu_gemm_path(m, n, k): the code a float32 CPU GEMM of that shape runs: 'avx512', 'avx2' or 'blas'."},
+    {"cpu_gemm_kernel", cpu_gemm_kernel, METH_NOARGS,
+     "The own GEMM's kernel in this process ('avx512', 'avx2'), or 'blas' (PYOPS_CPU_GEMM, the CPU, the build)."},
+    {"set_cpu_gemm_kernel", set_cpu_gemm_kernel, METH_VARARGS,
+     "set_cpu_gemm_kernel(name): 'auto', 'avx512', 'avx2' or 'blas' for every later float32 CPU GEMM of the "
+     "process; returns the previous kernel's name.  Raises if this build or CPU cannot run it."},
 #if defined(PYOPS_SIM)
     {"launch_counts", launch_counts, METH_NOARGS,
      "Emulated kernel launches so far, by kernel name (template arguments stripped)."},

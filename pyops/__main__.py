@@ -1,6 +1,7 @@
 """Command line: ``python -m pyops <command>``.
 
-  info     versions, compiled CUDA architectures, which backends run here, Triton interpreter state
+  info     versions, compiled CUDA architectures, which backends run here, the CPU GEMM kernel, Triton
+           interpreter state
   train    train the seed MLP on mnist or fashion-mnist (also under torchrun with --ddp), or fit y = x^3 (cubic)
   bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
 """
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pyops", description="pyops: hand-written CUDA and Triton kernels "
                                 "for training a small MLP, as drop-ins for PyTorch ops.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    info = sub.add_parser("info", help="versions, compiled CUDA architectures, backends that run here")
+    info = sub.add_parser("info", help="versions, compiled CUDA architectures, backends that run here, "
+                                       "the CPU GEMM kernel")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(func=cmd_info)
 

@@ -8,6 +8,7 @@ Every op also gets a fake (meta) implementation here, so torch.compile traces it
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 
@@ -139,6 +140,7 @@ def environment() -> dict:
                          else "not built (no nvcc at build time)"),
         "CUDA emulator (cuda-sim)": "built" if _C_sim is not None else f"not built ({_SIM_ERROR})",
         "CPU kernels": "AVX2+FMA" if BUILD["cpu_avx2"] else "baseline x86-64",
+        "CPU float32 GEMM": _cpu_gemm(),
         "CPU threads": torch.get_num_threads(),
         "backends for CPU tensors": ", ".join(available_backends("cpu")),
         "backends for CUDA tensors": (", ".join(available_backends("cuda")) if torch.cuda.is_available()
@@ -146,6 +148,30 @@ def environment() -> dict:
                                       + ", ".join(available_backends("cuda"))),
     }
     return info
+
+
+def _cpu_gemm() -> str:
+    """The own GEMM's kernel in this process (csrc/cpu/gemm.h), or what stops it."""
+    try:
+        kernel = _C.cpu_gemm_kernel()
+    except RuntimeError as e:  # a bad PYOPS_CPU_GEMM
+        return f"error: {e}"
+    env = f"PYOPS_CPU_GEMM={os.environ.get('PYOPS_CPU_GEMM', 'auto')}"
+    if kernel == "blas":
+        return f"PyTorch's BLAS for every GEMM ({env if BUILD['cpu_avx2'] else 'build without AVX2'})"
+    return f"own GEMM, {kernel} kernel ({env}); BLAS past its limits"
+
+
+@contextlib.contextmanager
+def cpu_gemm_kernel(name: str):
+    """Inside the block, float32 CPU GEMMs use kernel ``name`` ("auto", "avx512", "avx2" or "blas", as
+    PYOPS_CPU_GEMM names them) -- for the whole process, every thread.  For benchmarks and tests that compare
+    the kernels in one process; raises RuntimeError if this build or CPU cannot run ``name``."""
+    previous = _C.set_cpu_gemm_kernel(name)
+    try:
+        yield
+    finally:
+        _C.set_cpu_gemm_kernel(previous)
 
 
 def _version() -> str:

@@ -176,12 +176,87 @@ def test_cpu_threads(threads):
 
 
 # ---------------------------------------------------------------- the CPU backend's own float32 GEMM
+def _cpu_has_avx512f() -> bool:
+    """From the kernel's view of the CPU, independently of the extension's own check."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any("avx512f" in line.split() for line in f if line.startswith("flags"))
+    except OSError:
+        return False
+
+
+HAS_AVX512 = _cpu_has_avx512f()
+needs_avx2_build = pytest.mark.skipif(not _ops.BUILD["cpu_avx2"], reason="a build without the AVX2 CPU kernels")
+needs_avx512 = pytest.mark.skipif(not (HAS_AVX512 and _ops.BUILD["cpu_avx2"]),
+                                  reason="needs a CPU with AVX-512F (and a build with the AVX2 CPU kernels)")
+
+
+def step_gemms(batch, sizes=(784, 256, 128, 64, 10)):
+    """(M, N, K) of the 11 GEMMs of the MLP's training step: forward x W^T, weight gradients dz^T x, input
+    gradients dz W (none for the first layer)."""
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    return ([(batch, n, k) for k, n in layers] + [(n, k, batch) for k, n in layers]
+            + [(batch, k, n) for k, n in layers[1:]])
+
+
+def layer_gemms(m, k, n):
+    """(M, N, K) of a layer's three products: y = x W^T, dx = dz W, dW = dz^T x."""
+    return [(m, n, k), (m, k, n), (n, k, m)]
+
+
+def test_cpu_gemm_kernel_is_the_best_this_cpu_runs():
+    """auto: the avx512 kernel exactly where the CPU has AVX-512F, else avx2; BLAS in a build without AVX2."""
+    expected = "blas" if not _ops.BUILD["cpu_avx2"] else "avx512" if HAS_AVX512 else "avx2"
+    with _ops.cpu_gemm_kernel("auto"):
+        assert _ops._C.cpu_gemm_kernel() == expected
+        assert _ops.environment()["CPU float32 GEMM"].startswith(
+            f"own GEMM, {expected} kernel" if expected != "blas" else "PyTorch's BLAS")
+
+
+@needs_avx2_build
+def test_cpu_gemm_paths():
+    """Which code each GEMM runs: avx512 takes every GEMM of the MLP's step at batch 64 and 512; avx2 keeps the
+    limits it was measured with (A of at most 256 rows and 64K floats); past K = 1024 or 4M floats in an
+    operand, BLAS; PYOPS_CPU_GEMM=blas, BLAS for all."""
+    path = _ops._C.cpu_gemm_path
+    with _ops.cpu_gemm_kernel("avx2"):
+        assert [path(*g) for g in step_gemms(64)] == ["avx2"] * 11
+        # batch 512: only the weight gradients with A = dz^T of at most 64K floats (128, 64 and 10 rows)
+        assert [path(*g) for g in step_gemms(512)] == ["blas"] * 5 + ["avx2"] * 3 + ["blas"] * 3
+        assert path(256, 5, 256) == "avx2" and path(257, 5, 8) == "blas" and path(100, 5, 700) == "blas"
+    with _ops.cpu_gemm_kernel("blas"):
+        assert {path(*g) for g in step_gemms(64)} == {"blas"}
+    if HAS_AVX512:
+        with _ops.cpu_gemm_kernel("avx512"):
+            assert [path(*g) for g in step_gemms(64) + step_gemms(512)] == ["avx512"] * 22
+            assert path(4096, 3, 1024) == "avx512" and path(3, 4096, 1024) == "avx512"
+            assert path(4097, 3, 1024) == "blas" and path(3, 4097, 1024) == "blas"  # an operand past 4M floats
+            assert path(13, 17, 1025) == "blas"  # past the longest reduction
+
+
+@needs_avx2_build
+def test_cpu_gemm_kernel_errors():
+    with pytest.raises(RuntimeError, match="expected auto, avx512, avx2 or blas, got 'avx3'"):
+        _ops._C.set_cpu_gemm_kernel("avx3")
+    if not HAS_AVX512:
+        with pytest.raises(RuntimeError, match="this CPU has no AVX-512F"):
+            _ops._C.set_cpu_gemm_kernel("avx512")
+    # a bad PYOPS_CPU_GEMM fails the first CPU linear op with a message naming it
+    code = "import torch, pyops; pyops.linear_relu(torch.randn(2, 3), torch.randn(4, 3), backend='cpu')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYOPS_CPU_GEMM="fastest"))
+    assert proc.returncode != 0
+    assert "PYOPS_CPU_GEMM: expected auto, avx512, avx2 or blas, got 'fastest'" in proc.stderr
+
+
 @pytest.mark.parametrize("m,k,n", [(1, 1, 10), (7, 5, 17), (13, 1024, 96), (13, 1025, 17),  # 1025: past the
-                                   (257, 8, 20), (100, 700, 9), (64, 784, 256)])  # reduction, row, A limits
+                                   (257, 8, 20), (100, 700, 9), (64, 784, 256),  # reduction, avx2's row, A limits
+                                   (33, 40, 50), (512, 784, 256),  # 33: 2 rows past the avx512 tiles
+                                   (4096, 1024, 3), (4097, 1024, 3)])  # avx512's operand limit: 4M floats
 @pytest.mark.parametrize("transposed_weight", [False, True])
 def test_cpu_gemm_edges_and_limits(m, k, n, transposed_weight):
-    """Tiles cut at every edge (m not a multiple of 6, n of 16), both sides of the own GEMM's limits (BLAS past
-    them; the backward's GEMMs have other shapes, so each case runs both), both weight layouts, a
+    """Tiles cut at every edge (m not a multiple of 6 or 16, n of 16), both sides of the own GEMM's limits (BLAS
+    past them; the backward's GEMMs have other shapes, so each case runs both), both weight layouts, a
     non-contiguous input: the three products of the layer match PyTorch."""
     x, w, b = make((m, k), n, transposed_weight=transposed_weight)
     x_strided = torch.randn(m, 2 * k)[:, ::2].requires_grad_()
@@ -189,10 +264,39 @@ def test_cpu_gemm_edges_and_limits(m, k, n, transposed_weight):
         x_strided.copy_(x)
     out, ref = run("linear_relu", "cpu", x_strided, w, b, torch.randn(m, n))
     for a, e in zip(out, ref):
+        # the absolute floor scaled by the output's size: at batch 512 the weight gradients are sums of 512
+        # products of N(0, 1) numbers, ~23 in size, and two summation orders differ by ~1e-5 near 0
+        assert_close(a, e, rtol=GEMM_TOL["rtol"], atol=GEMM_TOL["atol"] * max(1.0, e.pow(2).mean().sqrt().item()))
+
+
+@needs_avx512
+@pytest.mark.parametrize("m,k,n,strided", [(1, 1, 1, False), (7, 5, 17, True), (13, 64, 33, False),
+                                           (17, 100, 10, True), (33, 40, 50, False), (64, 784, 256, False),
+                                           (100, 300, 40, True), (250, 256, 7, False)])
+def test_cpu_gemm_kernels_give_the_same_bits(m, k, n, strided):
+    """Both kernels compute each output as one FMA chain over k from +0, so the 16 x 16 avx512 tiles and the
+    6 x 16 avx2 tiles give the same bits for all three products of a layer (shapes inside avx2's limits, so both
+    run the own GEMM -- asserted), and match PyTorch."""
+    torch.manual_seed(m * 1000 + n)
+    x, w, b = make((m, k), n, transposed_weight=strided)
+    if strided:
+        x = torch.randn(m, 3 * k)[:, ::3].copy_(x.detach()).requires_grad_()
+    g = torch.randn(m, n)
+    results = {}
+    for kernel in ("avx512", "avx2"):
+        with _ops.cpu_gemm_kernel(kernel):
+            assert [_ops._C.cpu_gemm_path(*p) for p in layer_gemms(m, k, n)] == [kernel] * 3
+            results[kernel] = run("linear_relu", "cpu", x, w, b, g)
+    (out, ref), (out2, _) = results["avx512"], results["avx2"]
+    for a, e in zip(out, ref):
         assert_close(a, e, **GEMM_TOL)
+    for a, c in zip(out, out2):
+        assert torch.equal(a, c)
 
 
-def test_cpu_gemm_bits_do_not_depend_on_threads():
+@pytest.mark.parametrize("m,k,n", [(64, 256, 128),  # every GEMM splits B's column panels between the threads
+                                   (300, 200, 40)])  # the forward and dx GEMMs split A's row panels
+def test_cpu_gemm_bits_do_not_depend_on_threads(m, k, n):
     """Each output of the own GEMM is one FMA chain over k: the same bits on 1, 2 or 3 threads."""
     prev = torch.get_num_threads()
     results = []
@@ -200,8 +304,8 @@ def test_cpu_gemm_bits_do_not_depend_on_threads():
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             torch.manual_seed(0)
-            x, w, b = make((64, 256), 128)
-            results.append(run("linear_relu", "cpu", x, w, b, torch.randn(64, 128))[0])
+            x, w, b = make((m, k), n)
+            results.append(run("linear_relu", "cpu", x, w, b, torch.randn(m, n))[0])
     finally:
         torch.set_num_threads(prev)
     for other in results[1:]:

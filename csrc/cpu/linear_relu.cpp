@@ -107,14 +107,19 @@ template <class T> void gemm(int64_t m, int64_t n, int64_t k, View<const T> a, V
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (sgemm::usable(m, k)) {
+    if (sgemm::usable(m, n, k)) {
       sgemm::gemm(m, n, k, {a.p, a.rs, a.cs}, {b.p, b.rs, b.cs},
                   [&](const float* tile, int64_t m0, int64_t n0, int rows, int cols) {
                     for (int r = 0; r < rows; ++r) {
                       float* dst = c.p + (m0 + r) * c.rs + n0 * c.cs;
-                      if (c.cs == 1) std::memcpy(dst, tile + r * sgemm::NR, sizeof(float) * size_t(cols));
-                      else
-                        for (int j = 0; j < cols; ++j) dst[j * c.cs] = tile[r * sgemm::NR + j];
+                      const float* src = tile + r * sgemm::NR;
+                      if (c.cs == 1 && cols == sgemm::NR) {  // a whole tile row: a constant-size copy, inlined
+                        std::memcpy(dst, src, sizeof(float) * sgemm::NR);
+                      } else if (c.cs == 1) {
+                        std::memcpy(dst, src, sizeof(float) * size_t(cols));
+                      } else {
+                        for (int j = 0; j < cols; ++j) dst[j * c.cs] = src[j];
+                      }
                     }
                   });
       return;
@@ -275,7 +280,7 @@ at::Tensor linear_relu_fwd(const at::Tensor& input, const at::Tensor& weight, co
     T* yp = static_cast<T*>(y.data_ptr());
     const T* bp = b.defined() ? static_cast<const T*>(b.data_ptr()) : nullptr;
     if constexpr (std::is_same_v<T, float>) {
-      if (sgemm::usable(M, K)) {  // y = x W^T with + b and ReLU applied to each tile while it is in cache
+      if (sgemm::usable(M, N, K)) {  // y = x W^T with + b and ReLU applied to each tile while it is in cache
         const View<const T> xv = view<T>(x), wv = view<T>(w, /*transposed=*/true);
         sgemm::gemm(M, N, K, {xv.p, xv.rs, xv.cs}, {wv.p, wv.rs, wv.cs},
                     [&](const float* tile, int64_t m0, int64_t n0, int rows, int cols) {
