@@ -55,13 +55,11 @@ constexpr int kMaxMR = 16;
 // from L2 while the FMAs stream; longer reductions go to BLAS.
 constexpr int64_t kMaxK = 1024;
 // Largest operand handled (A's M x K and B's K x N floats, 16 MB each): the GEMM packs each operand whole,
-// without the outer cache blocking a BLAS has for large problems.
+// without the outer cache blocking a BLAS has for large problems.  (Before A was blocked for L2, the avx2
+// kernel was limited to A of at most 256 rows and 64K floats: with every batch-512 GEMM of the MNIST MLP
+// on it the training step ran 1.23-1.33x the GEMM floor against 1.15-1.22x with BLAS.  With the blocks,
+// 1.04-1.06x against 1.08-1.09x in five interleaved runs out of five -- docs/train_step.md.)
 constexpr int64_t kMaxPacked = int64_t(1) << 22;
-// The avx2 kernel keeps the limits it was measured with: A of at most kMaxM rows and kMaxPackedA floats
-// (every GEMM of the MNIST MLP at batch 64, the three smaller weight gradients at batch 512); with every
-// batch-512 GEMM on it the training step ran 1.23-1.33x the GEMM floor against 1.15-1.22x with BLAS.
-constexpr int64_t kMaxPackedA = int64_t(1) << 16;
-constexpr int64_t kMaxM = 256;
 // A block of a thread's share of A: about this many floats (256 KB, a quarter of a 1 MB L2).
 constexpr int64_t kBlockFloats = int64_t(1) << 16;
 // Below this many flops one thread does it all (a parallel region costs more).
@@ -122,12 +120,7 @@ inline Kernel set_kernel(const std::string& name) {
 
 // Whether C[m, n] = A[m, k] B[k, n] runs here (else the caller uses BLAS).
 inline bool usable(int64_t m, int64_t n, int64_t k) {
-  if (k < 1 || k > kMaxK || m > kMaxPacked / k || n > kMaxPacked / k) return false;
-  switch (kernel()) {
-    case Kernel::avx512: return true;
-    case Kernel::avx2: return m <= kMaxM && m * k <= kMaxPackedA;
-    default: return false;
-  }
+  return kernel() != Kernel::blas && k >= 1 && k <= kMaxK && m <= kMaxPacked / k && n <= kMaxPacked / k;
 }
 
 // element (r, c) at p[r * rs + c * cs]
