@@ -11,8 +11,8 @@ called round-robin (one call of each per round) so that the machine's load hits 
                    16 x 16 AVX-512 kernel (csrc/cpu/gemm.h); only where the CPU has AVX-512F
   pyops avx2       the same op on the 6 x 16 AVX2 kernel
 The kernel is switched before each call (pyops._ops.cpu_gemm_kernel's switch, ~0.2 us, inside the timed call).
-Where a kernel's limits send a shape to BLAS (avx2 at batch 512), its column says "blas" and it times pyops'
-own call of that BLAS.  Reported per GEMM: median us and GFLOP/s (2MNK / median time) of each, and
+Where a shape is past the own GEMM's limits (none of these is), a kernel's path column says "blas" and it
+times pyops' own call of that BLAS.  Reported per GEMM: median us and GFLOP/s (2MNK / median time) of each, and
 ratio = the median over rounds of (torch.mm time / pyops time) -- > 1: pyops faster; then the sum over the
 step's 11 GEMMs of each contender's medians.
 """

@@ -156,38 +156,33 @@ class TrainStepCall {
 // Which code a float32 GEMM C[m, n] = A[m, k] B[k, n] of the CPU backend runs: "avx512" or "avx2" (the own
 // GEMM's kernels, csrc/cpu/gemm.h) or "blas"; and the kernel of this process.  Both raise on a bad
 // PYOPS_CPU_GEMM, as the first CPU linear op would; set_cpu_gemm_kernel switches the kernel (benchmarks, tests).
-PyObject* cpu_gemm_path(PyObject*, PyObject* args) {
-  long long m = 0, n = 0, k = 0;
-  if (!PyArg_ParseTuple(args, "LLL", &m, &n, &k)) return nullptr;
+// A string from f(), a c10::Error (a bad PYOPS_CPU_GEMM, a kernel that cannot run here) as RuntimeError.
+template <class F> PyObject* gemm_string(F&& f) {
   try {
-    namespace sg = pyops::cpu::sgemm;
-    return PyUnicode_FromString(sg::usable(m, n, k) ? sg::kernel_name(sg::kernel()) : "blas");
+    return PyUnicode_FromString(f());
   } catch (const c10::Error& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     return nullptr;
   }
 }
 
+PyObject* cpu_gemm_path(PyObject*, PyObject* args) {
+  long long m = 0, n = 0, k = 0;
+  if (!PyArg_ParseTuple(args, "LLL", &m, &n, &k)) return nullptr;
+  namespace sg = pyops::cpu::sgemm;
+  return gemm_string([&] { return sg::usable(m, n, k) ? sg::kernel_name(sg::kernel()) : "blas"; });
+}
+
 PyObject* cpu_gemm_kernel(PyObject*, PyObject*) {
-  try {
-    namespace sg = pyops::cpu::sgemm;
-    return PyUnicode_FromString(sg::kernel_name(sg::kernel()));
-  } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
-    return nullptr;
-  }
+  namespace sg = pyops::cpu::sgemm;
+  return gemm_string([] { return sg::kernel_name(sg::kernel()); });
 }
 
 PyObject* set_cpu_gemm_kernel(PyObject*, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
-  try {
-    namespace sg = pyops::cpu::sgemm;
-    return PyUnicode_FromString(sg::kernel_name(sg::set_kernel(name)));
-  } catch (const c10::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
-    return nullptr;
-  }
+  namespace sg = pyops::cpu::sgemm;
+  return gemm_string([&] { return sg::kernel_name(sg::set_kernel(name)); });
 }
 
 PyMethodDef methods[] = {

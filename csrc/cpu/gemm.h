@@ -58,7 +58,8 @@ constexpr int64_t kMaxK = 1024;
 // without the outer cache blocking a BLAS has for large problems.  (Before A was blocked for L2, the avx2
 // kernel was limited to A of at most 256 rows and 64K floats: with every batch-512 GEMM of the MNIST MLP
 // on it the training step ran 1.23-1.33x the GEMM floor against 1.15-1.22x with BLAS.  With the blocks,
-// 1.04-1.06x against 1.08-1.09x in five interleaved runs out of five -- docs/train_step.md.)
+// 1.04-1.08x without the limit against 1.08-1.09x with it, lower in each of five interleaved runs --
+// docs/train_step.md.)
 constexpr int64_t kMaxPacked = int64_t(1) << 22;
 // A block of a thread's share of A: about this many floats (256 KB, a quarter of a 1 MB L2).
 constexpr int64_t kBlockFloats = int64_t(1) << 16;
