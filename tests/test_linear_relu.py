@@ -186,6 +186,9 @@ def _cpu_has_avx512f() -> bool:
 
 
 HAS_AVX512 = _cpu_has_avx512f()
+needs_avx2_build = pytest.mark.skipif(not _ops.BUILD["cpu_avx2"], reason="a build without the AVX2 CPU kernels")
+needs_avx512 = pytest.mark.skipif(not (HAS_AVX512 and _ops.BUILD["cpu_avx2"]),
+                                  reason="needs a CPU with AVX-512F (and a build with the AVX2 CPU kernels)")
 
 
 def assert_gemm_close(actual, expected):
@@ -194,9 +197,6 @@ def assert_gemm_close(actual, expected):
     by ~1e-5 where such a sum is near 0."""
     scale = max(1.0, expected.pow(2).mean().sqrt().item()) if expected.numel() else 1.0
     assert_close(actual, expected, rtol=GEMM_TOL["rtol"], atol=GEMM_TOL["atol"] * scale)
-needs_avx2_build = pytest.mark.skipif(not _ops.BUILD["cpu_avx2"], reason="a build without the AVX2 CPU kernels")
-needs_avx512 = pytest.mark.skipif(not (HAS_AVX512 and _ops.BUILD["cpu_avx2"]),
-                                  reason="needs a CPU with AVX-512F (and a build with the AVX2 CPU kernels)")
 
 
 def step_gemms(batch, sizes=(784, 256, 128, 64, 10)):
