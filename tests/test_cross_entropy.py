@@ -114,7 +114,7 @@ def _check_parity(loss, backend, shape, scale, weighted, ignore, smoothing, redu
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 @pytest.mark.parametrize("variant", ["plain", "weighted-ignore-smoothing"])
 def test_parity_float32(backend, shape, scale, variant):
-    # float32 against PyTorch: rtol 1e-4 (DESIGN "Numerics": reductions over >= 1000 elements -- the loss
+    # float32 against PyTorch: rtol 1e-4 (docs/testing.md, "Tolerances": reductions over >= 1000 elements -- the loss
     # sums up to 67 x 1000 terms; with logits x1e4 every row's loss is ~1e4, so its float32 rounding is
     # larger than 1e-6 in absolute terms)
     fancy = variant != "plain"
@@ -284,7 +284,7 @@ def test_half_precision_cuda_kernels(dtype, shape):
 
 @needs_backend("triton")
 def test_half_precision_triton():
-    # the interpreter does fp16, not bf16 (DESIGN "Known pitfalls")
+    # the interpreter does fp16, not bf16 (a bf16 tl.dot there multiplies raw bit patterns: docs/testing.md, Tier 2)
     _check_parity("cross_entropy", "triton", (3, 423), 1.0, True, "some", 0.1, "mean", dtype=torch.float16,
                   ref_dtype=torch.float32)
 

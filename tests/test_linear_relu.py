@@ -17,7 +17,7 @@ from pyops.kernels import linear_relu as triton_linear
 FNS = {"linear_relu": (pyops.linear_relu, lambda x, w, b=None: F.relu(F.linear(x, w, b))),
        "linear": (pyops.linear, F.linear)}
 NAMESPACES = {"cpu": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
-# GEMMs: DESIGN.md "Numerics" -- float32 reductions over many products are compared at rtol 1e-4; the
+# GEMMs: docs/testing.md, "Tolerances" -- float32 reductions over many products are compared at rtol 1e-4; the
 # absolute floor covers outputs near 0 that are sums of products of size ~1 in a different order.
 GEMM_TOL = dict(rtol=1e-4, atol=1e-5)
 
