@@ -1,10 +1,12 @@
 """Loading of the compiled extensions and what each backend can run.
 
-Operator namespaces, one per backend family, all with the same op names and schemas:
+Operator namespaces, one per backend family, all with the same op names and schemas (csrc/ops.cpp):
   torch.ops.pyops         pyops._C: the C++ CPU kernels (CPU tensors) and CUDA kernels (CUDA tensors)
   torch.ops.pyops_sim     pyops._C_sim: the CUDA kernels run by the CUDA-on-CPU emulator (CPU tensors)
-  torch.ops.pyops_triton  the Triton kernels (torch.library.custom_op, defined in pyops/<op>.py)
-Every op also gets a fake (meta) implementation here, so torch.compile traces it without running it.
+  torch.ops.pyops_triton  pyops._C defines it; the Triton kernels are its CPU (interpreter) and CUDA kernels,
+                          registered by pyops.kernels.register() (kernels/__init__.py)
+Every backend op also gets a fake (meta) implementation (pyops/_checks.py), so torch.compile traces it
+without running it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ except ImportError as e:
     _SIM_ERROR = str(e)
 else:
     _SIM_ERROR = ""
+
+from .kernels import register as _register_triton_kernels  # noqa: E402  (imports neither triton nor a kernel)
+
+_register_triton_kernels()
 
 BUILD = _C.build_info()
 NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
@@ -113,8 +119,8 @@ def available_backends(device: str = "cpu") -> list[str]:
 
 
 def register_fake(name: str, fn):
-    """Register ``fn`` as the fake implementation of ``name`` in the C++ namespaces (pyops, pyops_sim)."""
-    for ns in ("pyops",) + (("pyops_sim",) if _C_sim is not None else ()):
+    """Register ``fn`` as the fake implementation of ``name`` in every namespace."""
+    for ns in ("pyops", "pyops_triton") + (("pyops_sim",) if _C_sim is not None else ()):
         torch.library.register_fake(f"{ns}::{name}")(fn)
     return fn
 

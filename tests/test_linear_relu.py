@@ -514,6 +514,25 @@ def test_opcheck(backend, relu):
         torch.library.opcheck(ns.linear_relu_bwd.default, args)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_cpp_node(backend, bias):
+    """The differentiable op of csrc/autograd.cpp on every backend: one C++ node, its edges to input, weight
+    and (when given) bias, saving x, W and the output -- never the pre-activation; opcheck with grads."""
+    x, w, b = make((3, 4), 5, torch.float64)
+    b = b if bias else None
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = pyops.linear_relu(x, w, b, backend=backend)
+    assert "CppNode" in y.grad_fn.name(), y.grad_fn.name()
+    assert len(saved) == 3 and saved[0] is x and saved[1] is w and saved[2] is y
+    leaves = [x, w] + ([b] if bias else [])
+    assert [fn.variable for fn, _ in y.grad_fn.next_functions] == leaves
+    ns = getattr(torch.ops, NAMESPACES[backend])
+    for relu in (True, False):
+        torch.library.opcheck(ns.linear_relu.default, (x, w, b, relu))
+
+
 def test_cuda_kernels_registered():
     assert_kernels_registered(("linear_relu_fwd", "linear_relu_bwd", "mlp_fwd", "mlp_bwd"))
 
