@@ -4,6 +4,7 @@
            interpreter state
   train    train the seed MLP on mnist or fashion-mnist (also under torchrun with --ddp), or fit y = x^3 (cubic)
   bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
+  tour     the teaching tour: each op's CUDA kernel from the naive one to the shipped one, run on the CPU
 """
 from __future__ import annotations
 
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(be)
     be.add_argument("--out", default=None, help="output folder (default results/bench-<dataset>), replaced atomically")
     be.set_defaults(func=cmd_bench)
+
+    # -- tour (pyops/tour.py)
+    from . import tour
+
+    to = sub.add_parser("tour", help="the kernels of an op from naive to shipped, step by step, on the emulator",
+                        description="List the tour steps (kernels/tour/<op>/), or run one step on a small input "
+                        "through the CUDA-on-CPU emulator and check it against PyTorch.")
+    tour.add_arguments(to)
+    to.set_defaults(func=tour.cmd_tour)
     return p
 
 
