@@ -5,6 +5,8 @@
 #   make bench   the main job: the MNIST MLP's training step, pyops vs stock PyTorch, on the best local
 #                dataset (python -m pyops bench auto; results/ gets results.md, .json and plots)
 #   make bench-ops   every op benchmark (bench/bench_*.py)
+#   make gpu-check   on a machine WITH an NVIDIA GPU: build against its torch, GPU tests, Nsight Compute beside
+#                the emulator's memory counts, CUDA-event timings (scripts/gpu_check.sh; < 8 min on one H100)
 # Faster iteration: `make build-cpu` rebuilds pyops._C without CUDA kernels (CI always builds CUDA).
 
 PYTHON_SYS ?= python3
@@ -20,7 +22,7 @@ SOURCES := setup.py pyproject.toml $(shell find csrc kernels -path kernels/tour 
 DEPS    := $(VENV)/.deps-installed
 BUILT   := build/.extensions-built
 
-.PHONY: setup build build-cpu test test-cpp test-py tour-nvcc bench bench-ops info data clean
+.PHONY: setup build build-cpu test test-cpp test-py tour-nvcc bench bench-ops info data clean gpu-check
 
 setup: build data
 
@@ -72,6 +74,9 @@ bench: setup
 
 bench-ops: setup
 	$(PY) bench/run_all.py
+
+gpu-check:
+	scripts/gpu_check.sh $(if $(wildcard $(PY)),$(PY),$(PYTHON_SYS))
 
 info: build
 	$(PY) -m pyops info

@@ -7,11 +7,16 @@ Extensions:
                 glue (csrc/cuda/*.cpp, g++) with the device code (csrc/cuda/kernels.cu, nvcc).
   pyops._C_sim  the CUDA glue and kernels again, compiled by g++ against the CUDA-on-CPU emulator
                 (csrc/sim): backend "cuda-sim".  Needs the CUDA headers (cuda_fp16.h, ...), not a GPU.
+  pyops._C_prof the kernels once more, in the emulator's counting build (csrc/sim/profile_rt.h: g++'s
+                ThreadSanitizer instrumentation, linked without libtsan, feeding a memory-access counter):
+                pyops.profile.  Built with pyops._C_sim.
 
 Environment:
   PYOPS_CUDA=auto|0|1   build the CUDA kernels: auto (default) when nvcc is found, 0 never (the fast
                         CPU-only rebuild), 1 always (fail if nvcc is missing)
   PYOPS_SIM=auto|0|1    build the emulation extension: auto (default) when the CUDA headers are found
+  PYOPS_PROF=auto|0|1    build the emulator's counting build pyops._C_prof (python -m pyops profile): auto
+                        (default) and 1 whenever the emulation extension is built
   PYOPS_CPU_AVX2=auto|0|1  compile the CPU kernels for AVX2+FMA: auto (default) when this machine has them
   CUDA_HOME             the CUDA toolkit; else /usr/local/cuda; else the `nvcc` on PATH, resolved
                         through wrapper scripts
@@ -169,6 +174,14 @@ def extensions():
         exts.append(CppExtension("pyops._C_sim", sim_sources, include_dirs=incs + [os.path.join(ROOT, "csrc", "sim")],
                                  define_macros=info,
                                  extra_compile_args={"cxx": cxx + ["-idirafter", cuda_inc]}))
+        if _mode("PYOPS_PROF") != "0":
+            # The counting build: instrumented (see csrc/sim/profile_rt.h for each flag); the link adds no libtsan.
+            prof = ["-O2", "-std=c++20", "-Wall", "-Wno-unknown-pragmas", "-fsanitize=thread", "-fno-tree-sra",
+                    "-fno-tree-vectorize", "-g1", "-fvisibility=hidden", "-fvisibility-inlines-hidden"]
+            exts.append(CppExtension("pyops._C_prof", ["csrc/sim/profile_kernels.cpp", "csrc/sim/profile_rt.cpp",
+                                                       "csrc/sim/profile_module.cpp"],
+                                     include_dirs=incs + [os.path.join(ROOT, "csrc", "sim")], define_macros=info,
+                                     extra_compile_args={"cxx": prof + ["-idirafter", cuda_inc]}))
     return exts
 
 

@@ -4,6 +4,8 @@
            interpreter state
   train    train the seed MLP on mnist or fashion-mnist (also under torchrun with --ddp), or fit y = x^3 (cubic)
   bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
+  profile  an op's CUDA kernels on the emulator with memory counting: requests, sectors, unique bytes against the
+           bytes model, shared-memory wavefronts, barriers, occupancy for sm_80/sm_90 (docs/profiling.md)
   tour     the teaching tour: each op's CUDA kernel from the naive one to the shipped one, run on the CPU
 """
 from __future__ import annotations
@@ -40,6 +42,45 @@ def cmd_bench(args) -> int:
     from .pipeline import bench
 
     return bench.run(args)
+
+
+def cmd_profile(args) -> int:
+    import torch
+
+    from . import profile
+
+    dtypes = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    shape = None
+    if args.shape:
+        try:
+            shape = tuple(int(v) for v in args.shape.replace("x", ",").split(","))
+        except ValueError:
+            print(f"error: --shape {args.shape!r}: expected comma-separated integers", file=sys.stderr)
+            return 2
+    if args.write_docs:
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "docs").is_dir():
+            print(f"error: --write-docs: no docs/ folder beside the pyops package ({root})", file=sys.stderr)
+            return 2
+        changed = profile.write_docs(root)
+        print("updated: " + (", ".join(f"docs/{p}" for p in changed) if changed else "nothing (all current)"))
+        return 0
+    if args.op is None:
+        print("error: profile: give an OP (or --write-docs)", file=sys.stderr)
+        return 2
+    directions = profile.OPS[args.op][4] if args.direction == "both" else (args.direction,)
+    try:
+        reports = [profile.profile_op(args.op, shape, dtypes[args.dtype], d, by_line=args.by_line) for d in directions]
+    except profile.ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(reports if len(reports) > 1 else reports[0], indent=1))
+    else:
+        print("\n".join(profile.format_report(r, by_line=args.by_line) for r in reports))
+    return 0
 
 
 def _data_arguments(p) -> None:
@@ -90,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "through the CUDA-on-CPU emulator and check it against PyTorch.")
     tour.add_arguments(to)
     to.set_defaults(func=tour.cmd_tour)
+
+    from .profile import OPS
+
+    pr = sub.add_parser("profile", help="count an op's CUDA kernels' memory traffic on the emulator (no GPU needed)",
+                        description="Run an op's CUDA kernels on the CPU emulator's counting build and print, per "
+                        "launch: kernel, grid x block, dynamic shared memory; global load/store requests, sectors per "
+                        "request (and the ideal), L1-level bytes, unique bytes; shared-memory requests, wavefronts "
+                        "and excess wavefronts (bank conflicts); barriers and warp collectives per warp; active lanes "
+                        "per access (a source-level estimate); theoretical occupancy on sm_80 and sm_90 from the "
+                        "cubins' resource usage; and the op's unique bytes against its docs' bytes model.  Shapes: "
+                        + "; ".join(f"{k} {v[1]} (default {','.join(map(str, v[2]))})" for k, v in OPS.items()) + ".")
+    pr.add_argument("op", nargs="?", choices=tuple(OPS))
+    pr.add_argument("--shape", default=None, help="the op's shape (see above); default: the MNIST MLP's")
+    pr.add_argument("--dtype", default="float32", choices=("float32", "float64", "float16", "bfloat16"))
+    pr.add_argument("--direction", default="both", choices=("fwd", "bwd", "both"),
+                    help="forward, backward (the backward's kernels alone) or both (default)")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.add_argument("--by-line", action="store_true", help="also the counts per source line of kernels/cuda/*.cuh")
+    pr.add_argument("--write-docs", action="store_true", help="regenerate the profile sections of docs/<op>.md "
+                    "(each op at its MNIST and its large shape)")
+    pr.set_defaults(func=cmd_profile)
     return p
 
 

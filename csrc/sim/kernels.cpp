@@ -16,3 +16,9 @@ void reset_launch_counts() {
   ::simt::launch_counts().clear();
 }
 }  // namespace pyops::sim
+
+// The profiler (pyops.profile) switches the counting build (pyops._C_prof) in and out here: while `r` is
+// not null, launches of kernels that build also holds run there, counted (simt::Redirect in simt.h).
+extern "C" __attribute__((visibility("default"))) void pyops_sim_set_redirect(const void* r) {
+  ::simt::redirect().store(static_cast<const ::simt::Redirect*>(r), std::memory_order_relaxed);
+}
