@@ -31,6 +31,7 @@ includes and the compiler flags.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -264,10 +265,26 @@ def _compiler_env() -> dict:
     return dict(os.environ, LC_ALL="C")  # plain ASCII quotes in the compiler's messages
 
 
-def _flags(race_check: bool) -> list[str]:
+# The three builds of a file: "plain" (a shared library), "race" (a ThreadSanitizer executable), "count"
+# (the profiler's counting build: ThreadSanitizer's instrumentation with csrc/sim/profile_rt.h/.cpp
+# implementing the hooks, linked without libtsan -- the flags docs/profiling.md gives).
+VARIANTS = ("plain", "race", "count")
+
+
+def _flags(variant: str) -> list[str]:
     f = ["-std=c++20", "-pthread", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-function",
          "-Wno-unused-variable", "-Wno-unused-but-set-variable", "-fvisibility=hidden", "-fvisibility-inlines-hidden"]
-    return f + (["-O1", "-g", "-fsanitize=thread"] if race_check else ["-O2"])
+    return f + {"plain": ["-O2"], "race": ["-O1", "-g", "-fsanitize=thread"],
+                "count": ["-O2", "-fsanitize=thread", "-fno-tree-sra", "-fno-tree-vectorize", "-g1"]}[variant]
+
+
+def counting_available() -> str:
+    """'' when profile=True can work here, else why not."""
+    missing = [f for f in ("profile_rt.h", "profile_rt.cpp") if not os.path.exists(os.path.join(SIM_DIR, f))]
+    if missing:
+        return ("profile=True needs the emulator's counting runtime (csrc/sim/" + ", csrc/sim/".join(missing)
+                + "), which this checkout lacks")
+    return ""
 
 
 def _deps_hash(dep_file: str) -> str | None:
@@ -287,11 +304,14 @@ def _deps_hash(dep_file: str) -> str | None:
     return h.hexdigest()
 
 
-def _pch(cxx: str, flags: list[str], incs: list[str], cuda_inc: str | None) -> str:
-    """The folder holding pyops_sim_pch.h and, when g++ could build it, its precompiled .gch."""
+def _pch(cxx: str, flags: list[str], incs: list[str], cuda_inc: str | None, variant: str) -> str:
+    """The folder holding pyops_sim_pch.h and, when g++ could build it, its precompiled .gch (and, for the
+    counting build, profile_rt.o: the runtime every counting module links)."""
     text = _PCH % {"cuda_headers": "#define SIMT_USE_CUDA_HEADERS" if cuda_inc else ""}
+    if variant == "count":  # the hooks first (profile_rt.h includes simt.h after defining them)
+        text = text.replace('#include "simt.h"', '#include "profile_rt.h"')
     h = hashlib.sha256("\0".join([cxx, " ".join(flags), " ".join(incs), text]).encode())
-    for f in ("simt.h", "mma.h"):
+    for f in ("simt.h", "mma.h") + (("profile_rt.h", "profile_rt.cpp") if variant == "count" else ()):
         h.update(open(os.path.join(SIM_DIR, f), "rb").read())
     d = os.path.join(cache_dir(), "pch-" + h.hexdigest()[:20])
     hdr = os.path.join(d, "pyops_sim_pch.h")
@@ -304,12 +324,21 @@ def _pch(cxx: str, flags: list[str], incs: list[str], cuda_inc: str | None) -> s
                            capture_output=True, text=True, env=_compiler_env())
         if p.returncode == 0:  # without the .gch the header is simply parsed each time
             os.replace(tmp, hdr + ".gch")
+        if variant == "count":
+            obj = os.path.join(d, "profile_rt.o")
+            p = subprocess.run([cxx, *flags, *incs, "-c", os.path.join(SIM_DIR, "profile_rt.cpp"), "-o", obj + ".tmp"],
+                               capture_output=True, text=True, env=_compiler_env())
+            if p.returncode != 0:
+                raise CompileError("pyops.sim: the counting runtime csrc/sim/profile_rt.cpp does not compile:\n"
+                                   + p.stderr.strip())
+            os.replace(obj + ".tmp", obj)
         os.replace(hdr + f".tmp{os.getpid()}", hdr)
     return d
 
 
-def _compile(path: str, race_check: bool) -> tuple[str, list[tuple[str, str]]]:
-    """Compile `path` (cached); returns the artifact (shared library or runner) and its kernel list."""
+def _compile(path: str, variant: str) -> tuple[str, list[tuple[str, str]]]:
+    """Compile `path` as `variant` (cached); returns the artifact (shared library or runner) and its kernels."""
+    race_check = variant == "race"
     src = open(path, encoding="utf-8").read()
     kernels = find_kernels(src)
     if not kernels:
@@ -317,13 +346,19 @@ def _compile(path: str, race_check: bool) -> tuple[str, list[tuple[str, str]]]:
                            "launches only through an explicit instantiation: template __global__ void k<float>(...);)")
     cuda_inc = _cuda_include()
     cxx = _cxx()
-    flags = _flags(race_check)
+    if variant == "count" and counting_available():
+        raise RuntimeError(counting_available())
+    flags = _flags(variant)
     key = hashlib.sha256("\0".join([os.path.abspath(path), src, cxx, " ".join(flags), str(cuda_inc)]).encode())
     key.update(open(os.path.join(SIM_DIR, "simt.h"), "rb").read())
     tag = key.hexdigest()[:20]
     base = os.path.splitext(os.path.basename(path))[0]
     d = os.path.join(cache_dir(), f"{base}-{tag}")
     out = os.path.join(d, "runner" if race_check else f"{base}.so")
+    if variant == "count":
+        key.update(open(os.path.join(SIM_DIR, "profile_rt.h"), "rb").read() + open(os.path.join(SIM_DIR, "profile_rt.cpp"), "rb").read())
+        d = os.path.join(cache_dir(), f"{base}-{key.hexdigest()[:20]}")
+        out = os.path.join(d, f"{base}.so")
     stamp = os.path.join(d, "deps.sha256")
     if os.path.exists(out) and os.path.exists(stamp) and open(stamp).read() == _deps_hash(os.path.join(d, "gen.d")):
         return out, kernels
@@ -341,16 +376,24 @@ def _compile(path: str, race_check: bool) -> tuple[str, list[tuple[str, str]]]:
     with open(gen_path, "w") as fh:
         fh.write(gen)
     incs = ["-I" + ROOT, "-I" + SIM_DIR] + (["-idirafter", cuda_inc] if cuda_inc else [])
-    pch = _pch(cxx, flags, incs, cuda_inc)
+    pch = _pch(cxx, flags, incs, cuda_inc, variant)
     cmd = [cxx, *flags, "-I" + pch, "-I" + os.path.join(d, "include"), "-I" + d,
            "-I" + os.path.dirname(os.path.abspath(path)), *incs]
     tmp = out + f".tmp{os.getpid()}"
-    cmd += ["-MD", "-MF", os.path.join(d, "gen.d"), gen_path, "-o", tmp]
-    cmd += [] if race_check else ["-shared"]
+    if variant == "count":  # compile instrumented, link without libtsan: profile_rt.o implements the hooks
+        cmd += ["-MD", "-MF", os.path.join(d, "gen.d"), "-c", gen_path, "-o", tmp + ".o"]
+    else:
+        cmd += ["-MD", "-MF", os.path.join(d, "gen.d"), gen_path, "-o", tmp] + ([] if race_check else ["-shared"])
     p = subprocess.run(cmd, capture_output=True, text=True, env=_compiler_env())
     if p.returncode != 0:
         msg = p.stderr.strip() or p.stdout.strip()
         raise CompileError(f"pyops.sim.load: {cxx} could not compile {path}:\n{msg}")
+    if variant == "count":
+        p = subprocess.run([cxx, "-shared", "-pthread", tmp + ".o", os.path.join(pch, "profile_rt.o"), "-o", tmp],
+                           capture_output=True, text=True, env=_compiler_env())
+        os.unlink(tmp + ".o")
+        if p.returncode != 0:
+            raise CompileError(f"pyops.sim.load: linking the counting build of {path} failed:\n{p.stderr.strip()}")
     os.replace(tmp, out)
     with open(stamp, "w") as fh:
         fh.write(_deps_hash(os.path.join(d, "gen.d")) or "")
@@ -422,8 +465,11 @@ class Kernel:
         if not isinstance(smem, int) or isinstance(smem, bool) or smem < 0:
             raise ValueError(f"{self.name}: shared_bytes must be an int >= 0, got {smem!r}")
 
-        def launch(*args, profile: bool = False):
-            return self.module._launch(self, grid, block, smem, args, profile)
+        def launch(*args, profile: bool = False, memory=()):
+            """profile=True: run in the counting build and return its launch record (pyops.profile.Launch;
+            .to_dict() is what `python -m pyops profile --json` prints).  memory: more tensors whose
+            accesses count as global memory (those reached through a struct argument's pointers)."""
+            return self.module._launch(self, grid, block, smem, args, profile, memory)
 
         return launch
 
@@ -485,6 +531,13 @@ class Kernel:
         return out
 
 
+def _declare(lib):
+    lib.pyops_sim_name.restype = lib.pyops_sim_full_name.restype = ctypes.c_char_p
+    lib.pyops_sim_launch.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
+                                     ctypes.c_ulong, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_ulong]
+    return lib
+
+
 class Module:
     """The kernels of one compiled file: ``mod.<kernel>``, ``mod.kernels`` (name -> Kernel)."""
 
@@ -493,13 +546,9 @@ class Module:
         self._lock = threading.Lock()
         lib_path = artifact
         if race_check:  # the runner is an executable; read the kernel table from a plain build of the same file
-            lib_path, _ = _compile(path, False)
-        self._lib = ctypes.CDLL(lib_path)
-        lib = self._lib
-        lib.pyops_sim_name.restype = lib.pyops_sim_full_name.restype = ctypes.c_char_p
-        lib.pyops_sim_launch.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_uint),
-                                         ctypes.c_ulong, ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p,
-                                         ctypes.c_ulong]
+            lib_path, _ = _compile(path, "plain")
+        self._recording, self._count = None, None
+        self._lib = lib = _declare(ctypes.CDLL(lib_path))
         self.kernels: dict[str, Kernel] = {}
         for i in range(lib.pyops_sim_count()):
             params = []
@@ -528,12 +577,59 @@ class Module:
     def __repr__(self):
         return f"<pyops.sim module {self.path}: {', '.join(self.kernels)}{' (race check)' if self.race_check else ''}>"
 
-    def _launch(self, k: Kernel, grid, block, smem, args, profile):
+    @contextlib.contextmanager
+    def record(self, by_line: bool = False):
+        """Every launch of this module's kernels inside the block runs in the counting build; yields the
+        list their launch records (pyops.profile.Launch) are appended to."""
+        if self.race_check:
+            raise ValueError(f"{self.path}: profiling needs a module loaded without race_check")
+        why = counting_available()
+        if why:
+            raise RuntimeError(why)
+        launches: list = []
+        self._recording = (launches, by_line)
+        try:
+            yield launches
+        finally:
+            self._recording = None
+
+    def _counter(self):
+        if self._count is None:
+            from . import profile as prof
+
+            path, _ = _compile(self.path, "count")
+            c = prof.Counter(path)
+            _declare(c.lib)
+            self._count = c
+        return self._count
+
+    def _launch(self, k: Kernel, grid, block, smem, args, profile, memory=()):
         conv = k._convert(args)
-        if profile:
-            raise NotImplementedError("profile=True needs the emulator's counting runtime, which this build lacks")
+        recording = self._recording
+        if profile or recording is not None:
+            if self.race_check:
+                raise ValueError(f"{k.name}: profile=True needs a module loaded without race_check")
+            why = counting_available()
+            if why:
+                raise RuntimeError(why)
+            c = self._counter()
+            c.lib.simt_prof_clear_ranges()
+            c.register(*[v for kind, v in conv if kind == "ptr"], *memory)
+            c.begin()
+            try:
+                self._call(c.lib, k, grid, block, smem, conv)
+            finally:
+                c.end()
+            rec = c.launches(by_line=bool(recording and recording[1]))[-1]
+            if recording is not None:
+                recording[0].append(rec)
+            return rec if profile else None
         if self.race_check:
             return self._launch_checked(k, grid, block, smem, conv)
+        self._call(self._lib, k, grid, block, smem, conv)
+        return None
+
+    def _call(self, lib, k: Kernel, grid, block, smem, conv):
         keep, ptrs = [], (ctypes.c_void_p * max(1, len(conv)))()
         for i, (kind, v) in enumerate(conv):
             if kind == "ptr":
@@ -545,10 +641,9 @@ class Module:
         err = ctypes.create_string_buffer(8192)
         g, b = (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block)
         with self._lock:
-            rc = self._lib.pyops_sim_launch(k.index, g, b, smem, ptrs, err, len(err))
+            rc = lib.pyops_sim_launch(k.index, g, b, smem, ptrs, err, len(err))
         if rc:
             raise LaunchError(err.value.decode(errors="replace"))
-        return None
 
     def _launch_checked(self, k: Kernel, grid, block, smem, conv):
         """One launch in the ThreadSanitizer runner: tensors' bytes there and back, TSan's report as RaceError."""
@@ -624,7 +719,7 @@ def load(path: str | os.PathLike, race_check: bool = False) -> Module:
     with _load_lock:
         mod = _loaded.get(key)
         if mod is None or _deps_changed(mod):
-            artifact, _ = _compile(path, bool(race_check))
+            artifact, _ = _compile(path, "race" if race_check else "plain")
             mod = Module(path, artifact, bool(race_check))
             _loaded[key] = mod
     return mod

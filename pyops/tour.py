@@ -194,13 +194,13 @@ def _gemm_shipped(mod, inp):
                     c=y.data_ptr(), c_rs=N, c_cs=1, bias=b.data_ptr(), relu=True, a_row_sums=None, M=M, N=N, K=K)
     tiles = _cdiv(M, 64) * _cdiv(N, 64)
     if x.dtype == torch.float32:  # simt_smem_bytes<SimtTile64>(4): BK (BM + BN + 2 pad) floats
-        mod.linear_relu_simt64_kernel[tiles, 256, 16 * (64 + 64 + 2 * 4) * 4](args)
+        mod.linear_relu_simt64_kernel[tiles, 256, 16 * (64 + 64 + 2 * 4) * 4](args, memory=(x, w, b, y))
     elif x.dtype == torch.float16:
         if K % 8:  # the launcher takes 16-byte loads only when a vector is all in or all out of range
             raise ValueError(f"gemm step 6 in float16: 16-byte loads need K % 8 == 0, got K = {K}")
         # wmma_smem_bytes(2): max(A/B tiles, fp32 staging of C) + 32
         smem = max(32 * (64 + 64 + 2 * 8) * 2, 64 * (64 + 4) * 4) + 32
-        mod.linear_relu_wmma_kernel[tiles, 128, smem](args)
+        mod.linear_relu_wmma_kernel[tiles, 128, smem](args, memory=(x, w, b, y))
     else:
         raise ValueError(f"gemm step 6 runs float32 (CUDA cores) or float16 (tensor cores), got {x.dtype}")
     # keep the tensors alive until here: the struct holds bare pointers
@@ -281,6 +281,95 @@ def run_step(op: str, n: int, shape=None, seed: int = 0, dtype=None) -> Result:
     return Result(op, step, shape, out, ref, err, ok, rtol, atol)
 
 
+# ---------------------------------------------------------------- profiles (the emulator's counting build)
+def _flops(op: str, shape) -> float:
+    """Floating-point operations of the op at `shape`: a multiply-add is 2 (GEMM); softmax ~5 per element."""
+    return 2.0 * shape[0] * shape[1] * shape[2] if op == "gemm" else 5.0 * shape[0] * shape[1]
+
+
+def _dims(d) -> str:
+    d = list(d)
+    while len(d) > 1 and d[-1] == 1:
+        d.pop()
+    return str(d[0]) if len(d) == 1 else "(" + ",".join(map(str, d)) + ")"
+
+
+# (label, function of (launch record, op, shape) -> number, format).  What each measures: docs/profiling.md.
+METRICS = [
+    ("grid x block", lambda L, op, sh: f"{_dims(L.grid)} x {_dims(L.block)}", "s"),
+    ("global load requests", lambda L, op, sh: L.requests("global_load"), "d"),
+    ("global load requests / kFLOP", lambda L, op, sh: 1e3 * L.requests("global_load") / _flops(op, sh), ".3g"),
+    ("global load sectors / request", lambda L, op, sh: L.sectors_per_request("global_load"), ".2f"),
+    ("  ideal", lambda L, op, sh: L.ideal_sectors_per_request("global_load"), ".2f"),
+    ("global store requests", lambda L, op, sh: L.requests("global_store"), "d"),
+    ("global store sectors / request", lambda L, op, sh: L.sectors_per_request("global_store"), ".2f"),
+    ("L1-level global bytes", lambda L, op, sh: L.l1_bytes("global_load") + L.l1_bytes("global_store"), "d"),
+    ("unique global bytes", lambda L, op, sh: L.unique_bytes, "d"),
+    ("shared load requests", lambda L, op, sh: L.requests("shared_load"), "d"),
+    ("shared store requests", lambda L, op, sh: L.requests("shared_store"), "d"),
+    ("shared excess wavefronts (bank conflicts)", lambda L, op, sh: L.excess_wavefronts, "d"),
+    ("warps", lambda L, op, sh: L.warps, "d"),
+    ("barriers / warp", lambda L, op, sh: L.per_warp("barriers"), ".3g"),
+    ("shuffles / warp", lambda L, op, sh: L.per_warp("shuffles"), ".3g"),
+]
+
+
+def profile_step(op: str, n: int, shape=None, seed: int = 0) -> dict:
+    """Run step `n` on `shape` (default: the tour's) in the counting build; its metrics by label (METRICS),
+    plus "kernel" and the launch record itself ("record", a pyops.profile.Launch)."""
+    tour = get(op)
+    step = tour.step(n)
+    shape = tuple(shape or tour.default_shape)
+    why = step.needs(shape) if step.needs else None
+    if why:
+        raise ValueError(f"{op} step {n} ({step.title}): {why}")
+    mod = sim.load(step.path(op))
+    inp = tour.make_inputs(shape, seed)
+    with mod.record() as launches:
+        step.launch(mod, inp)
+    (L,) = launches
+    out = {label: f(L, op, shape) for label, f, _ in METRICS}
+    out["kernel"], out["record"] = L.name, L
+    return out
+
+
+def _fmt(v, spec: str) -> str:
+    return format(v, ",d" if spec == "d" else spec) if not isinstance(v, str) else v
+
+
+def profile_table(op: str, profiles: dict, steps: list[int]) -> str:
+    """A Markdown table: one row per metric, one column per step."""
+    head = "| metric | " + " | ".join(f"step {n}" for n in steps) + " |"
+    rows = [head, "| --- |" + " ---: |" * len(steps)]
+    for label, _, spec in METRICS:
+        rows.append(f"| {label.strip()}{' (global loads)' if label.startswith('  ') else ''} | "
+                    + " | ".join(_fmt(profiles[n][label], spec) for n in steps) + " |")
+    return "\n".join(rows) + "\n"
+
+
+PLOTTED = ["global load requests", "global load sectors / request", "shared excess wavefronts (bank conflicts)",
+           "L1-level global bytes"]
+
+
+def profile_plot(op: str, profiles: dict, width: int = 40) -> str:
+    """Bars of the PLOTTED metrics across the steps, counts on a log scale (they span orders of magnitude);
+    text, so the page stays diffable and checkable."""
+    steps = sorted(profiles)
+    spec = {m[0]: m[2] for m in METRICS}
+    out = ["```"]
+    for label in PLOTTED:
+        vals = [float(profiles[n][label]) for n in steps]
+        log = spec[label] == "d"
+        scale = (lambda v: math.log10(1 + v)) if log else (lambda v: v)
+        top = max(scale(v) for v in vals) or 1.0
+        out.append(label + (" (log scale)" if log else ""))
+        for n, v in zip(steps, vals):
+            bar = "#" * round(width * scale(v) / top)
+            out.append(f"  step {n}  {bar:<{width}}  {_fmt(profiles[n][label], spec[label])}")
+    out.append("```")
+    return "\n".join(out) + "\n"
+
+
 # ---------------------------------------------------------------- docs/tour/<op>.md
 DOCS_DIR = os.path.join(sim.ROOT, "docs", "tour")
 
@@ -338,9 +427,16 @@ def _step_diff(op: str, t: Tour, s: Step) -> str:
     return "```diff\n" + "\n".join(diff) + "\n```\n"
 
 
-def generate_docs(op: str) -> str:
-    """The text of docs/tour/<op>.md, from the step files (their opening comments and diffs)."""
+def profile_all(op: str) -> dict:
+    """Every step of the tour profiled at the tour's default shape (step number -> metrics)."""
+    return {s.number: profile_step(op, s.number) for s in get(op).steps}
+
+
+def generate_docs(op: str, profiles: dict | None = None) -> str:
+    """The text of docs/tour/<op>.md, from the step files (their opening comments and diffs) and the
+    steps' profiles in the counting build (`profiles`: from profile_all, computed when not given)."""
     t = get(op)
+    profiles = profiles or profile_all(op)
     out = [f"# The {op} tour\n",
            f"<!-- generated by `python -m pyops tour --write-docs` from kernels/tour/{op}/*.cu; "
            "tests/test_tour.py checks it is current -->\n", INTROS[op],
@@ -348,10 +444,20 @@ def generate_docs(op: str) -> str:
     for s in t.steps:
         out.append(f"| {s.number} | {s.title} | [`{s.file}`](../../kernels/tour/{op}/{s.file}) | `{s.kernel}` |")
     out.append("")
+    shape = _fmt_shape(op, t.default_shape)
+    out.append(f"## The steps measured\n\nEach step run once on {shape} (float32, seed 0) in the emulator's counting "
+               "build ([profiling.md](../profiling.md): what each number means, and what the emulator cannot see "
+               "-- no timing, no caches beyond unique bytes):\n")
+    out.append(profile_table(op, profiles, [s.number for s in t.steps]))
+    out.append(profile_plot(op, profiles))
     for s in t.steps:
         head = s.header(op).split("\n")
         out.append(f"## Step {s.number}: {s.title}\n")
         out.append(_markdown(head[1:]))
+        nums = [s.number - 1, s.number] if s.number > 1 else [s.number]
+        out.append(f"Measured (kernel `{profiles[s.number]['kernel']}`"
+                   + (f", beside step {s.number - 1}" if s.number > 1 else "") + "):\n")
+        out.append(profile_table(op, profiles, nums))
         out.append("The step's source, as a diff from the step before:\n" if s.number > 1 else "The source:\n")
         out.append(_step_diff(op, t, s))
     return "\n".join(out).rstrip("\n") + "\n"
@@ -362,8 +468,9 @@ def write_docs() -> list[str]:
     written = []
     for op in TOURS:
         path = os.path.join(DOCS_DIR, f"{op}.md")
+        text = generate_docs(op)
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(generate_docs(op))
+            fh.write(text)
         written.append(path)
     return written
 
@@ -409,7 +516,25 @@ def cmd_tour(args) -> int:
     print(f"input:  {_fmt_shape(args.op, shape)} float32, seed {args.seed}")
     verdict = "OK" if res.ok else "MISMATCH"
     print(f"check:  max |out - torch| = {res.max_abs_err:.3g}  (rtol {res.rtol:g}, atol {res.atol:g}): {verdict}")
-    return 0 if res.ok else 1
+    if not res.ok:
+        return 1
+    if args.no_profile:
+        return 0
+    why = sim.counting_available()
+    if why:
+        print(f"profile: not available ({why})")
+        return 0
+    nums = [n for n in (args.step - 1, args.step) if n >= 1]
+    prev = tour.step(args.step - 1) if args.step > 1 else None
+    if prev is not None and prev.needs and prev.needs(shape):
+        nums = [args.step]
+    profiles = {n: profile_step(args.op, n, shape, seed=args.seed) for n in nums}
+    print(f"\nprofile (the emulator's counting build; docs/profiling.md){' beside step %d' % nums[0] if len(nums) > 1 else ''}:")
+    width = max(len(m[0]) for m in METRICS)
+    print(f"  {'':<{width}}  " + "  ".join(f"{'step %d' % n:>14}" for n in nums))
+    for label, _, spec in METRICS:
+        print(f"  {label:<{width}}  " + "  ".join(f"{_fmt(profiles[n][label], spec):>14}" for n in nums))
+    return 0
 
 
 def add_arguments(p) -> None:
@@ -418,4 +543,6 @@ def add_arguments(p) -> None:
     p.add_argument("--shape", type=int, nargs="+", default=None,
                    help="input shape (softmax: ROWS COLS, default 32 2048; gemm: M N K, default 64 64 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
-    p.add_argument("--write-docs", action="store_true", help="regenerate docs/tour/<op>.md from the step files")
+    p.add_argument("--no-profile", action="store_true", help="only run and check the step (no counting build)")
+    p.add_argument("--write-docs", action="store_true", help="regenerate docs/tour/<op>.md from the step files "
+                   "and their profiles")

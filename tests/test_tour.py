@@ -10,6 +10,7 @@ for bad launches and arguments; `python -m pyops tour` output.  nvcc compiles th
 import concurrent.futures
 import ctypes
 import os
+import re
 
 import pytest
 import torch
@@ -266,21 +267,98 @@ def test_tour_command_lists_and_runs_a_step(compiled, capsys):
     out = capsys.readouterr().out
     for op, t in tour.TOURS.items():
         assert op in out and all(s.file in out for s in t.steps)
-    assert main(["tour", "softmax", "--step", "3", "--shape", "8", "300"]) == 0
+    assert main(["tour", "softmax", "--step", "3", "--shape", "8", "256"]) == 0
     out = capsys.readouterr().out
     assert "Softmax tour, step 3 of 5: a warp per row" in out
-    assert "kernels/tour/softmax/03_warp_row.cu" in out and "x [8, 300]" in out
-    assert out.rstrip().splitlines()[-1].startswith("check:") and out.rstrip().endswith(": OK")
+    assert "kernels/tour/softmax/03_warp_row.cu" in out and "x [8, 256]" in out
+    check = [line for line in out.splitlines() if line.startswith("check:")]
+    assert len(check) == 1 and check[0].endswith(": OK"), out
+    # the step's profile beside the previous step's: coalescing brings 8 sectors per request (8 rows, one
+    # active lane each) down to the ideal, 4 per 32 lanes
+    assert "profile (the emulator's counting build; docs/profiling.md) beside step 2:" in out
+    rows = {m.group(1): m.group(2, 3) for m in re.finditer(r"(?m)^\s+(\S.*?)\s{2,}(\S+)\s+(\S+)$", out)}
+    prev, cur = map(float, rows["global load sectors / request"])
+    assert (prev, cur) == (8.0, 4.0) and float(rows["ideal"][1]) == 4.0
     assert main(["tour", "gemm", "--step", "5", "--shape", "8", "8", "6"]) == 2
     assert "16-byte loads need K % 4 == 0, got K = 6" in capsys.readouterr().out
     assert main(["tour", "gemm", "--step", "9"]) == 2
     assert "no step 9" in capsys.readouterr().out
 
 
+# ---------------------------------------------------------------- profiles: each step's claim, measured
+@pytest.fixture(scope="module")
+def profiles(compiled):
+    """Every step profiled at its tour's default shape in the counting build (compiled two at a time)."""
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        list(ex.map(lambda k: sim._compile(tour.get(k[0]).step(k[1]).path(k[0]), "count"), ALL_STEPS))
+    return {op: tour.profile_all(op) for op in tour.TOURS}
+
+
+def _r(p, n, metric):
+    return p[n][metric]
+
+
+def test_softmax_steps_show_what_they_claim(profiles):
+    p = profiles["softmax"]
+    LR, SPR, IDEAL = "global load requests", "global load sectors / request", "  ideal"
+    # step 2: one read of the row less -- 3 loads per element become 2
+    assert _r(p, 2, LR) * 3 == _r(p, 1, LR) * 2
+    assert _r(p, 2, "L1-level global bytes") < _r(p, 1, "L1-level global bytes")
+    # step 3: coalescing -- 32 sectors per request (one per lane) down to the ideal 4
+    assert _r(p, 2, SPR) == 32 and _r(p, 3, SPR) == _r(p, 3, IDEAL) == 4
+    assert _r(p, 3, "global store sectors / request") == 4
+    assert _r(p, 3, "shuffles / warp") == 10  # 5 butterfly steps x (m, s)
+    # step 4: the row split 256 ways instead of 32: 8x the warps, each with 8x fewer loads
+    assert _r(p, 4, "warps") == 8 * _r(p, 3, "warps") and _r(p, 4, LR) == _r(p, 3, LR)
+    assert _r(p, 4, "barriers / warp") > 0 and _r(p, 4, "shared excess wavefronts (bank conflicts)") == 0
+    # step 5: 16-byte loads -- 4x fewer requests, 16 sectors each, still the ideal
+    assert _r(p, 5, LR) * 4 == _r(p, 4, LR)
+    assert _r(p, 5, SPR) == _r(p, 5, IDEAL) == 16
+    # every step touches the same bytes: what changes is how
+    assert len({_r(p, n, "unique global bytes") for n in p}) == 1
+
+
+def test_gemm_steps_show_what_they_claim(profiles):
+    p = profiles["gemm"]
+    LPF, SPR, IDEAL = "global load requests / kFLOP", "global load sectors / request", "  ideal"
+    BANK, SL = "shared excess wavefronts (bank conflicts)", "shared load requests"
+    # step 2: shared-memory tiles cut global load requests per FLOP by the tile factor, 16 (less the bias
+    # loads both steps make), and reach the ideal sectors per request
+    assert _r(p, 1, LPF) / _r(p, 2, LPF) >= 0.9 * 16
+    assert _r(p, 1, SPR) > _r(p, 1, IDEAL) and _r(p, 2, SPR) == _r(p, 2, IDEAL)
+    assert _r(p, 2, BANK) > 0  # the ws[tx][kk] reads: the 8-way conflict its text names
+    # step 3: register tiles -- 16x fewer shared load instructions, 3-4x fewer global loads per FLOP
+    assert _r(p, 2, SL) == 16 * _r(p, 3, SL)
+    assert _r(p, 2, LPF) / _r(p, 3, LPF) >= 3
+    # step 4: 16-byte global loads -- fewer requests for the same bytes, more sectors each
+    assert _r(p, 3, LPF) / _r(p, 4, LPF) >= 2 and _r(p, 4, SPR) > _r(p, 3, SPR)
+    assert _r(p, 4, "L1-level global bytes") == _r(p, 3, "L1-level global bytes")
+    # bank conflicts of the transposed tile stores: 16-way (step 3), 4-way (step 4), 2-way with padding (step 5)
+    stores = _r(p, 3, "shared store requests")
+    assert (_r(p, 3, BANK), _r(p, 4, BANK), _r(p, 5, BANK)) == (15 * stores, 3 * stores, 1 * stores)
+    # step 6 (shipped): float4 stores of the outputs -- 4x fewer store requests; same conflicts as step 5
+    assert _r(p, 6, "global store requests") * 4 == _r(p, 5, "global store requests")
+    assert _r(p, 6, BANK) == _r(p, 5, BANK) and _r(p, 6, LPF) <= _r(p, 5, LPF)
+
+
 # ---------------------------------------------------------------- docs/tour
-def test_docs_are_a_fresh_generation():
+def test_docs_are_a_fresh_generation(profiles):
     for op in tour.TOURS:
         path = os.path.join(tour.DOCS_DIR, f"{op}.md")
         assert os.path.exists(path), f"{path} missing: run python -m pyops tour --write-docs"
-        assert open(path, encoding="utf-8").read() == tour.generate_docs(op), \
+        assert open(path, encoding="utf-8").read() == tour.generate_docs(op, profiles[op]), \
             f"docs/tour/{op}.md is stale: run python -m pyops tour --write-docs"
+
+
+def test_load_profile_returns_the_launch_record(learner):
+    mod = sim.load(learner)
+    x, y = torch.randn(1000), torch.empty(1000)
+    rec = mod.scale_add[8, 128](x, y, 1000, 2.0, 0, profile=True)
+    torch.testing.assert_close(y, 2.0 * x)  # the counting build computes the same result
+    d = rec.to_dict()
+    assert d["kernel"] == "scale_add" and d["grid"] == [8, 1, 1] and d["block"] == [128, 1, 1]
+    # 1000 floats: 32 warps, 4 sectors per full request; the last warp has 8 lanes
+    assert rec.requests("global_load") == 32 and rec.requests("global_store") == 32
+    assert rec.unique_bytes == 2 * 4000  # 4000 bytes = 125 sectors read, 125 written
+    with pytest.raises(ValueError, match="without race_check"):
+        sim.load(learner, race_check=True).scale_add[8, 128](x, y, 1000, 2.0, 0, profile=True)

@@ -5,8 +5,9 @@
 // copies ONE element of the x tile and one of the w tile into shared memory (consecutive threads,
 // consecutive k: coalesced), __syncthreads, and the 16 multiply-adds of the tile read shared memory.
 // Global loads per FLOP drop by the tile factor, 16.  The second __syncthreads keeps the next tile's
-// copy from overwriting this one while other threads still read it.
-//
+// copy from overwriting this one while other threads still read it.  A cost this step adds: in the
+// inner loop the 16 lanes of a row read ws[tx][kk], 16 floats apart -- two banks serve 16 addresses,
+// an 8-way bank conflict (8 wavefronts per read; step 3's k-major tiles remove it).
 // Edge tiles are padded with zeros, so any M, N, K works.
 // Launch: block (16, 16), grid (ceil(N / 16), ceil(M / 16)).
 #define TILE 16

@@ -2,9 +2,10 @@
 //
 // In step 2 every multiply-add needs two shared-memory loads.  Now each thread computes a 4 x 4
 // block of outputs: per k it loads 4 values of x and 4 of w (one 16-byte shared load each) and does
-// 16 multiply-adds from registers -- 4x fewer shared loads per FLOP.  The block grows to a 64 x 64
-// tile of y (256 threads x 16 outputs), walking k in steps of 16, so global loads per FLOP drop
-// another 4x (each loaded element now serves 64 outputs instead of 16).
+// 16 multiply-adds from registers -- 16x fewer shared load instructions per FLOP (4x fewer bytes).
+// The block grows to a 64 x 64 tile of y (256 threads x 16 outputs), walking k in steps of 16, so
+// the tile loads from global memory per FLOP drop another 4x (each loaded element now serves 64
+// outputs instead of 16).
 // The tiles are stored k-major, xs[k][i], so a thread's 4 rows at step k are adjacent: one float4.
 // The copy into shared memory: element e = t + 256 j (j < 4) of the 64 x 16 tile is row e / 16,
 // k = e % 16 -- coalesced global reads; the transposed store xs[k][row] puts the 16 lanes that share
