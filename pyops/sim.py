@@ -315,25 +315,37 @@ def _pch(cxx: str, flags: list[str], incs: list[str], cuda_inc: str | None, vari
         h.update(open(os.path.join(SIM_DIR, f), "rb").read())
     d = os.path.join(cache_dir(), "pch-" + h.hexdigest()[:20])
     hdr = os.path.join(d, "pyops_sim_pch.h")
-    if not os.path.exists(hdr):
-        os.makedirs(d, exist_ok=True)
-        tmp = hdr + f".gch.tmp{os.getpid()}"
-        with open(hdr + f".tmp{os.getpid()}", "w") as fh:
-            fh.write(text)
-        p = subprocess.run([cxx, *flags, *incs, "-x", "c++-header", hdr + f".tmp{os.getpid()}", "-o", tmp],
-                           capture_output=True, text=True, env=_compiler_env())
-        if p.returncode == 0:  # without the .gch the header is simply parsed each time
-            os.replace(tmp, hdr + ".gch")
-        if variant == "count":
-            obj = os.path.join(d, "profile_rt.o")
-            p = subprocess.run([cxx, *flags, *incs, "-c", os.path.join(SIM_DIR, "profile_rt.cpp"), "-o", obj + ".tmp"],
-                               capture_output=True, text=True, env=_compiler_env())
-            if p.returncode != 0:
-                raise CompileError("pyops.sim: the counting runtime csrc/sim/profile_rt.cpp does not compile:\n"
-                                   + p.stderr.strip())
-            os.replace(obj + ".tmp", obj)
-        os.replace(hdr + f".tmp{os.getpid()}", hdr)
+    with _pch_lock:  # threads of this process build it once; other processes race only to os.replace
+        if not os.path.exists(hdr):
+            _build_pch(cxx, flags, incs, text, d, hdr, variant)
     return d
+
+
+_pch_lock = threading.Lock()
+
+
+def _tmp(path: str) -> str:
+    return f"{path}.tmp{os.getpid()}-{threading.get_ident()}"
+
+
+def _build_pch(cxx, flags, incs, text, d, hdr, variant):
+    os.makedirs(d, exist_ok=True)
+    tmp, htmp = _tmp(hdr + ".gch"), _tmp(hdr)
+    with open(htmp, "w") as fh:
+        fh.write(text)
+    p = subprocess.run([cxx, *flags, *incs, "-x", "c++-header", htmp, "-o", tmp],
+                       capture_output=True, text=True, env=_compiler_env())
+    if p.returncode == 0:  # without the .gch the header is simply parsed each time
+        os.replace(tmp, hdr + ".gch")
+    if variant == "count":
+        obj = os.path.join(d, "profile_rt.o")
+        p = subprocess.run([cxx, *flags, *incs, "-c", os.path.join(SIM_DIR, "profile_rt.cpp"), "-o", _tmp(obj)],
+                           capture_output=True, text=True, env=_compiler_env())
+        if p.returncode != 0:
+            raise CompileError("pyops.sim: the counting runtime csrc/sim/profile_rt.cpp does not compile:\n"
+                               + p.stderr.strip())
+        os.replace(_tmp(obj), obj)
+    os.replace(htmp, hdr)
 
 
 def _compile(path: str, variant: str) -> tuple[str, list[tuple[str, str]]]:
@@ -379,7 +391,7 @@ def _compile(path: str, variant: str) -> tuple[str, list[tuple[str, str]]]:
     pch = _pch(cxx, flags, incs, cuda_inc, variant)
     cmd = [cxx, *flags, "-I" + pch, "-I" + os.path.join(d, "include"), "-I" + d,
            "-I" + os.path.dirname(os.path.abspath(path)), *incs]
-    tmp = out + f".tmp{os.getpid()}"
+    tmp = _tmp(out)
     if variant == "count":  # compile instrumented, link without libtsan: profile_rt.o implements the hooks
         cmd += ["-MD", "-MF", os.path.join(d, "gen.d"), "-c", gen_path, "-o", tmp + ".o"]
     else:
@@ -698,6 +710,7 @@ class Module:
 
 _loaded: dict[tuple, Module] = {}
 _load_lock = threading.Lock()
+_key_locks: dict[tuple, threading.Lock] = {}
 
 
 def load(path: str | os.PathLike, race_check: bool = False) -> Module:
@@ -716,7 +729,9 @@ def load(path: str | os.PathLike, race_check: bool = False) -> Module:
     path = os.path.abspath(path)
     src = open(path, "rb").read()
     key = (path, bool(race_check), hashlib.sha256(src).hexdigest())
-    with _load_lock:
+    with _load_lock:  # one lock per file and build: different files compile in parallel (threads)
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
         mod = _loaded.get(key)
         if mod is None or _deps_changed(mod):
             artifact, _ = _compile(path, "race" if race_check else "plain")
