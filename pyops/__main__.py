@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     to = sub.add_parser("tour", help="the kernels of an op from naive to shipped, step by step, on the emulator",
                         description="List the tour steps (kernels/tour/<op>/), or run one step on a small input "
-                        "through the CUDA-on-CPU emulator and check it against PyTorch.")
+                        "through the CUDA-on-CPU emulator, check it against PyTorch and print its profile (the "
+                        "emulator's counting build) beside the previous step's.")
     tour.add_arguments(to)
     to.set_defaults(func=tour.cmd_tour)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -539,7 +538,7 @@ def cmd_tour(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("op", nargs="?", choices=sorted(TOURS), help="which tour (default: list them all)")
-    p.add_argument("--step", type=int, default=None, help="run this step on a small input and check it")
+    p.add_argument("--step", type=int, default=None, help="run this step on a small input, check it, profile it beside step N-1")
     p.add_argument("--shape", type=int, nargs="+", default=None,
                    help="input shape (softmax: ROWS COLS, default 32 2048; gemm: M N K, default 64 64 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
