@@ -200,8 +200,10 @@ _STUB_HEADERS = ("cuda_runtime.h", "cuda.h", "cuda_runtime_api.h", "device_launc
 # ---------------------------------------------------------------- finding kernels in the source
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _STRING = re.compile(r'"(?:\\.|[^"\\\n])*"')
-_LB = r"(?:__launch_bounds__\s*\([^()]*\)\s*)?"
-_KERNEL = re.compile(r"(template\s*<[^;{}]*>\s*)?__global__\s+" + _LB + r"void\s+" + _LB + r"([A-Za-z_]\w*)\s*\(")
+_LB = r"(?:__launch_bounds__\s*\((?:[^()]|\([^()]*\))*\)\s*)?"  # one level of nested parentheses
+_QUAL = r"(?:(?:static|inline|extern\s+\"C\")\s+)*"
+_KERNEL = re.compile(r"(template\s*<[^;{}]*>\s*)?" + _QUAL + r"__global__\s+" + _QUAL + _LB + r"void\s+" + _LB
+                     + r"([A-Za-z_]\w*)\s*\(")
 _INSTANCE = re.compile(r"\btemplate\s+__global__\s+" + _LB + r"void\s+" + _LB
                        + r"((?:::)?[A-Za-z_][\w:]*)\s*<([^;{}]*?)>\s*\(")
 _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+((?:__align__\s*\(\s*\d+\s*\)\s*)?)([A-Za-z_][\w:<>, ]*?)\s*"

@@ -94,6 +94,7 @@ def test_tour_steps_are_the_files_and_the_shipped_kernels(compiled):
 # ---------------------------------------------------------------- pyops.sim.load
 LEARNER = r"""
 #include <cuda_runtime.h>
+// __global__ void fake(float* y) {}
 
 __global__ void scale_add(const float* x, float* y, int n, float a, long long offset) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -150,6 +151,9 @@ __global__ void read_unwritten(float* y) {
 struct Pair { float a; int b; };
 __global__ void takes_struct(Pair p, float* y) { y[0] = p.a * p.b; }
 
+#define THREADS 32
+__global__ static void __launch_bounds__(THREADS * (2)) fill(float* y, double v) { y[threadIdx.x] = (float)v; }
+
 template <class T> __global__ void twice(T* y) { y[threadIdx.x] *= 2; }
 template __global__ void twice<double>(double* y);
 """
@@ -165,7 +169,8 @@ def learner(tmp_path_factory):
 def test_load_runs_a_learners_kernels(learner):
     mod = sim.load(learner)
     assert sim.load(learner) is mod  # cached in this session
-    assert {"scale_add", "block_sum", "reverse_dyn", "twice"} <= set(mod.kernels)
+    assert {"scale_add", "block_sum", "reverse_dyn", "twice", "fill"} <= set(mod.kernels)
+    assert "fake" not in mod.kernels  # (a __global__ in a comment)
     assert "const float*" in repr(mod.scale_add)
 
     x = torch.randn(1000)
@@ -180,6 +185,9 @@ def test_load_runs_a_learners_kernels(learner):
     v = torch.arange(64, dtype=torch.float32)
     mod.reverse_dyn[1, 64, 64 * 4](v, 64)  # [grid, block, shared_bytes]: extern __shared__
     assert torch.equal(v, torch.arange(63, -1, -1, dtype=torch.float32))
+
+    mod.fill[1, 64](v, 3)  # static, __launch_bounds__ with nested parentheses; an int for a double
+    assert torch.equal(v, torch.full((64,), 3.0))
 
     d = torch.arange(8, dtype=torch.float64)
     mod.twice[1, 8](d)  # an explicit instantiation of a kernel template
