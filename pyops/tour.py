@@ -234,7 +234,94 @@ GEMM = Tour(
     tolerance=lambda dtype: (2e-2, 2e-2) if str(dtype) in ("torch.float16", "torch.bfloat16") else (1e-4, 1e-5),
 )
 
-TOURS = {t.op: t for t in (SOFTMAX, GEMM)}
+# ---------------------------------------------------------------- cross-entropy (forward, reduction none)
+class ClassRows(ctypes.Structure):  # kernels/cuda/cross_entropy.cuh
+    _fields_ = [(n, ctypes.c_int64) for n in ("rows", "classes", "inner", "ld_n", "ld_d", "ld_c")]
+
+
+class LossOutput(ctypes.Structure):  # kernels/cuda/cross_entropy.cuh: LossOutput<float>
+    _fields_ = [("per_row", ctypes.c_bool), ("rows_out", ctypes.c_void_p), ("partials", ctypes.c_void_p),
+                ("reduced", ctypes.c_void_p), ("total_weight", ctypes.c_void_p), ("mean", ctypes.c_bool)]
+
+
+class Smoothing(ctypes.Structure):  # kernels/cuda/cross_entropy.cuh: Smoothing<float>
+    _fields_ = [("keep", ctypes.c_float), ("spread", ctypes.c_float)]
+
+
+def _ce_inputs(shape, seed=0, dtype=None):
+    import torch
+
+    rows, C = shape
+    g = torch.Generator().manual_seed(seed)
+    return {"x": torch.randn(rows, C, generator=g) * 3, "t": torch.randint(0, C, (rows,), generator=g)}
+
+
+def _ce_reference(inp):
+    import torch
+
+    return torch.nn.functional.cross_entropy(inp["x"], inp["t"], reduction="none")
+
+
+def _ce_simple(grid_block, buffer=False):
+    def launch(mod, inp):
+        import torch
+
+        x, t = inp["x"], inp["t"]
+        rows, C = x.shape
+        loss = torch.empty(rows)
+        grid, block = grid_block(rows)
+        k = next(iter(mod.kernels.values()))
+        if buffer:
+            k[grid, block](x, t, torch.empty(rows, C), loss, rows, C)
+        else:
+            k[grid, block](x, t, loss, rows, C)
+        return loss
+    return launch
+
+
+def _ce_shipped(mod, inp):
+    """The launch cross_entropy_forward makes for float rows of <= 1024 classes with 16-byte loads,
+    reduction none, no weights, no smoothing (row_plan of common.cuh)."""
+    import torch
+
+    x, t = inp["x"], inp["t"]
+    rows, C = x.shape
+    loss, lse = torch.empty(rows), torch.empty(rows, dtype=torch.float64)
+    out = LossOutput(per_row=True, rows_out=loss.data_ptr())
+    mod.cross_entropy_fwd_warp_kernel[_cdiv(rows, 4), (32, 4)](
+        x, ClassRows(rows, C, 1, C, 0, 1), t, torch.empty(0), -100, Smoothing(1.0, 0.0), out, lse,  # no weight:
+        # an empty tensor's pointer is null
+        memory=(loss,))
+    return loss
+
+
+def _ce_vec4_warp(shape):
+    if shape[1] % 4:
+        return f"16-byte loads need C % 4 == 0, got C = {shape[1]}"
+    if shape[1] > 1024:
+        return f"the tour instantiates the warp-per-row kernel, for C <= 1024 classes, got C = {shape[1]}"
+    return None
+
+
+CROSS_ENTROPY = Tour(
+    op="cross_entropy",
+    summary="the cross-entropy forward, loss_r = lse(x_r) - x[r, t_r], x [rows, C], reduction none",
+    steps=[
+        Step(1, "01_unfused.cu", "log-softmax, then the loss", "ce_unfused",
+             _ce_simple(lambda r: (_cdiv(r, 128), 128), buffer=True)),
+        Step(2, "02_fused.cu", "fused, online log-sum-exp", "ce_fused", _ce_simple(lambda r: (_cdiv(r, 128), 128))),
+        Step(3, "03_warp_row.cu", "a warp per row, shuffles", "ce_warp_row",
+             _ce_simple(lambda r: (_cdiv(r, 4), (32, 4)))),
+        Step(4, "04_shipped.cu", "16-byte loads (shipped)", "cross_entropy_fwd_warp_kernel", _ce_shipped,
+             needs=_ce_vec4_warp),
+    ],
+    make_inputs=_ce_inputs,
+    reference=_ce_reference,
+    default_shape=(64, 1000),
+    tolerance=lambda dtype: (1e-5, 1e-5),
+)
+
+TOURS = {t.op: t for t in (SOFTMAX, CROSS_ENTROPY, GEMM)}
 
 
 def get(op: str) -> Tour:
@@ -283,7 +370,7 @@ def run_step(op: str, n: int, shape=None, seed: int = 0, dtype=None) -> Result:
 # ---------------------------------------------------------------- profiles (the emulator's counting build)
 def _flops(op: str, shape) -> float:
     """Floating-point operations of the op at `shape`: a multiply-add is 2 (GEMM); softmax ~5 per element."""
-    return 2.0 * shape[0] * shape[1] * shape[2] if op == "gemm" else 5.0 * shape[0] * shape[1]
+    return 2.0 * shape[0] * shape[1] * shape[2] if op == "gemm" else 5.0 * shape[0] * shape[1]  # (per element)
 
 
 def _dims(d) -> str:
@@ -378,6 +465,13 @@ Softmax over the rows of a `[rows, cols]` float matrix, `y[r, c] = exp(x[r, c] -
 thread per row reading everything three times to the kernels pyops ships (`kernels/cuda/softmax.cuh`,
 [its page](../softmax.md)).  Each step is one `.cu` file under `kernels/tour/softmax/`; run one with
 `python -m pyops tour softmax --step N`, or load it yourself with `pyops.sim.load` ([README](README.md)).
+""",
+    "cross_entropy": """\
+The cross-entropy forward with one loss per row (`F.cross_entropy(x, t, reduction="none")`), from PyTorch's
+unfused log-softmax + NLL to the kernel pyops ships (`kernels/cuda/cross_entropy.cuh`,
+[its page](../cross_entropy.md)).  Each step is one `.cu` file under `kernels/tour/cross_entropy/`; run one
+with `python -m pyops tour cross_entropy --step N`, or load it yourself with `pyops.sim.load`
+([README](README.md)).
 """,
     "gemm": """\
 The forward GEMM of a linear+ReLU layer, `y = relu(x w^T + b)` with `x [M, K]`, `w [N, K]` (nn.Linear's
@@ -476,7 +570,8 @@ def write_docs() -> list[str]:
 
 # ---------------------------------------------------------------- command line
 def _fmt_shape(op, shape):
-    return {"softmax": "x [{}, {}]", "gemm": "x [{0}, {2}], w [{1}, {2}], b [{1}]"}[op].format(*shape)
+    return {"softmax": "x [{}, {}]", "cross_entropy": "x [{0}, {1}], target [{0}]",
+            "gemm": "x [{0}, {2}], w [{1}, {2}], b [{1}]"}[op].format(*shape)
 
 
 def list_tours(ops=None) -> str:
@@ -540,7 +635,8 @@ def add_arguments(p) -> None:
     p.add_argument("op", nargs="?", choices=sorted(TOURS), help="which tour (default: list them all)")
     p.add_argument("--step", type=int, default=None, help="run this step on a small input, check it, profile it beside step N-1")
     p.add_argument("--shape", type=int, nargs="+", default=None,
-                   help="input shape (softmax: ROWS COLS, default 32 2048; gemm: M N K, default 64 64 128)")
+                   help="input shape (softmax: ROWS COLS, default 32 2048; cross_entropy: ROWS C, default 64 1000; "
+                   "gemm: M N K, default 64 64 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--no-profile", action="store_true", help="only run and check the step (no counting build)")
     p.add_argument("--write-docs", action="store_true", help="regenerate docs/tour/<op>.md from the step files "

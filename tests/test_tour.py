@@ -34,6 +34,8 @@ def compiled():
 SHAPES = {
     # softmax: (rows, cols) -- 1 x 1, odd widths, more rows than one block, block-per-row widths (> 1024)
     "softmax": [(1, 1), (5, 37), (131, 64), (3, 1500), (2, 2052)],
+    # cross_entropy: (rows, C) -- as softmax; the shipped step's warp-per-row kernel takes C <= 1024
+    "cross_entropy": [(1, 1), (5, 37), (131, 12), (64, 1000), (3, 1500), (2, 1024)],
     # gemm: (M, N, K) -- 1 x 1 x 1, edge tiles in every direction, K not a multiple of the 16-wide k-tile
     "gemm": [(1, 1, 1), (37, 45, 50), (70, 65, 52), (16, 16, 16), (3, 130, 20)],
 }
@@ -45,8 +47,9 @@ def test_step_matches_torch(compiled, op, n):
     step = t.step(n)
     ran = 0
     for shape in SHAPES[op]:
-        if step.needs and step.needs(shape):
-            with pytest.raises(ValueError, match="16-byte loads need"):
+        why = step.needs(shape) if step.needs else None
+        if why:
+            with pytest.raises(ValueError, match=re.escape(why)):
                 tour.run_step(op, n, shape)
             continue
         r = tour.run_step(op, n, shape, seed=shape[0])
@@ -85,9 +88,10 @@ def test_tour_steps_are_the_files_and_the_shipped_kernels(compiled):
         assert files == [s.file for s in t.steps], f"{op}: kernels/tour/{op} and the tour's steps differ"
         for s in t.steps:
             assert s.kernel in compiled[op, s.number].kernels
-            assert s.header(op).startswith(f"{'Softmax' if op == 'softmax' else 'GEMM'} tour, step {s.number} of ")
+            title = {"softmax": "Softmax", "cross_entropy": "Cross-entropy", "gemm": "GEMM"}[op]
+            assert s.header(op).startswith(f"{title} tour, step {s.number} of {len(t.steps)}: ")
         last = open(t.steps[-1].path(op)).read()
-        assert f'#include "kernels/cuda/{"softmax" if op == "softmax" else "linear_relu"}.cuh"' in last
+        assert f'#include "kernels/cuda/{"linear_relu" if op == "gemm" else op}.cuh"' in last
         assert "template __global__ void pyops::cuda::" in last
 
 
@@ -324,6 +328,20 @@ def test_softmax_steps_show_what_they_claim(profiles):
     assert _r(p, 5, SPR) == _r(p, 5, IDEAL) == 16
     # every step touches the same bytes: what changes is how
     assert len({_r(p, n, "unique global bytes") for n in p}) == 1
+
+
+def test_cross_entropy_steps_show_what_they_claim(profiles):
+    p = profiles["cross_entropy"]
+    rows, C = tour.get("cross_entropy").default_shape
+    LR, SR, SPR, IDEAL = "global load requests", "global store requests", "global load sectors / request", "  ideal"
+    UB = "unique global bytes"
+    # step 2: fusing drops the [rows, C] log-softmax buffer: its C stores per row, and two of three reads of x
+    assert _r(p, 1, SR) > _r(p, 2, SR) * C / 2 and _r(p, 2, LR) * 2 < _r(p, 1, LR)
+    assert _r(p, 1, UB) - _r(p, 2, UB) >= rows * C * 4  # the buffer's bytes (and the sectors read back)
+    # step 3: coalescing -- 32 sectors per request down to the ideal (rows of 4000 bytes: a little under 4)
+    assert _r(p, 2, SPR) > 30 and _r(p, 3, SPR) == _r(p, 3, IDEAL) <= 4
+    # step 4 (shipped): 16-byte loads -- fewer than half the load requests, 16 sectors each
+    assert _r(p, 4, LR) * 2 < _r(p, 3, LR) and _r(p, 4, SPR) > _r(p, 3, SPR)
 
 
 def test_gemm_steps_show_what_they_claim(profiles):
