@@ -1,6 +1,7 @@
 # pyops -- the commands a newcomer runs.  Each target does its own set-up.
 #   make setup   .venv with pinned dependencies, the compiled extensions, the Fashion-MNIST data (apt)
-#   make test    everything: C++ emulator self-tests (plain, ASan+UBSan, TSan), GPU build audit, pytest
+#   make test    everything: C++ emulator self-tests (plain, ASan+UBSan, TSan), nvcc on the tour kernels, GPU build
+#                audit, pytest
 #   make bench   the main job: the MNIST MLP's training step, pyops vs stock PyTorch, on the best local
 #                dataset (python -m pyops bench auto; results/ gets results.md, .json and plots)
 #   make bench-ops   every op benchmark (bench/bench_*.py)
@@ -15,11 +16,13 @@ PY         := $(VENV)/bin/python
 export CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda))
 export TORCH_CUDA_ARCH_LIST ?= 8.0;9.0
 
-SOURCES := setup.py pyproject.toml $(shell find csrc kernels -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' 2>/dev/null)
+# (kernels/tour is not part of the extension: the tour's steps are compiled by pyops.sim.load and tour-nvcc)
+SOURCES := setup.py pyproject.toml $(shell find csrc kernels -path kernels/tour -prune -o \( -name '*.cpp' -o -name '*.cu' \
+             -o -name '*.cuh' -o -name '*.h' \) -print 2>/dev/null)
 DEPS    := $(VENV)/.deps-installed
 BUILT   := build/.extensions-built
 
-.PHONY: setup build build-cpu test test-cpp test-py bench bench-ops info data clean gpu-check
+.PHONY: setup build build-cpu test test-cpp test-py tour-nvcc bench bench-ops info data clean gpu-check
 
 setup: build data
 
@@ -47,10 +50,21 @@ data:
 	  echo "data: installed dataset-fashion-mnist" || echo "data: apt could not install dataset-fashion-mnist (benchmarks fall back to other sources)"; \
 	else echo "data: dataset-fashion-mnist not installed (needs root and apt); benchmarks fall back to other sources"; fi
 
-test: build test-cpp test-py
+test: build test-cpp tour-nvcc test-py
 
 test-cpp: $(DEPS)
 	$(MAKE) -C tests/cpp PY=$(abspath $(PY))
+
+# The teaching tour's kernels (kernels/tour/<op>/*.cu) are valid CUDA: one nvcc call compiles every step
+# for sm_80 and sm_90, warnings as errors (the emulator runs them in tests/test_tour.py).
+TOUR_CU := $(sort $(wildcard kernels/tour/*/*.cu))
+NVCC    ?= $(CUDA_HOME)/bin/nvcc
+tour-nvcc:
+	@if [ -x "$(NVCC)" ]; then mkdir -p build/tour-nvcc && start=$$(date +%s) && \
+	  $(NVCC) -std=c++17 -O3 --Werror all-warnings -I. -gencode arch=compute_80,code=sm_80 \
+	    -gencode arch=compute_90,code=sm_90 -c --output-directory build/tour-nvcc $(TOUR_CU) && \
+	  echo "   nvcc: $(words $(TOUR_CU)) tour kernels compiled for sm_80 and sm_90 in $$(( $$(date +%s) - start )) s"; \
+	else echo "   tour-nvcc SKIPPED: no nvcc at $(NVCC) (set CUDA_HOME)"; fi
 
 test-py: build
 	$(PY) -m pytest -q

@@ -6,6 +6,7 @@
   bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
   profile  an op's CUDA kernels on the emulator with memory counting: requests, sectors, unique bytes against the
            bytes model, shared-memory wavefronts, barriers, occupancy for sm_80/sm_90 (docs/profiling.md)
+  tour     the teaching tour: each op's CUDA kernel from the naive one to the shipped one, run on the CPU
 """
 from __future__ import annotations
 
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(be)
     be.add_argument("--out", default=None, help="output folder (default results/bench-<dataset>), replaced atomically")
     be.set_defaults(func=cmd_bench)
+
+    # -- tour (pyops/tour.py)
+    from . import tour
+
+    to = sub.add_parser("tour", help="the kernels of an op from naive to shipped, step by step, on the emulator",
+                        description="List the tour steps (kernels/tour/<op>/), or run one step on a small input "
+                        "through the CUDA-on-CPU emulator, check it against PyTorch and print its profile (the "
+                        "emulator's counting build) beside the previous step's.")
+    tour.add_arguments(to)
+    to.set_defaults(func=tour.cmd_tour)
 
     from .profile import OPS
 
