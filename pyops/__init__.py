@@ -16,6 +16,7 @@ from . import nn
 from .cross_entropy import cross_entropy, nll_loss
 from .train_step import mlp_train_step
 from ._fuse import fuse, fuse_report, unfuse
+from .dropin import optimize
 
 __all__ = [
     "BACKENDS",
@@ -36,4 +37,5 @@ __all__ = [
     "fuse",
     "fuse_report",
     "unfuse",
+    "optimize",
 ]
