@@ -92,3 +92,19 @@ def test_optimize():
     assert pyops.optimize(nn.Linear(2, 2)) [1] is None
     with pytest.raises(TypeError, match="expected a torch.optim.Optimizer or None"):
         pyops.optimize(nn.Linear(2, 2), "adam")
+
+
+@pytest.mark.parametrize("form", ["class", "sequential"])
+def test_tutorial_example(form, capsys):
+    """examples/train_tutorial.py, a few steps: fused to one mlp + log_softmax, the optimizer converted."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_tutorial.py"
+    spec = importlib.util.spec_from_file_location("train_tutorial", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--steps", "3"] + (["--sequential"] if form == "sequential" else []))
+    out = capsys.readouterr().out
+    assert "-> pyops.mlp" in out and "-> pyops.log_softmax" in out and "-> pyops.optim.Adam" in out
+    assert "Epoch: 1/1.. Training Loss: " in out and "(3 steps," in out
