@@ -375,9 +375,33 @@ class _Tracer(fx.Tracer):
 _counter = itertools.count()
 
 
-def _compile(graph: fx.Graph, label: str):
-    """The graph's Python code as a function ``forward(self, ...)`` that reads the layers from ``self``."""
+def _direct_lookup(module: nn.Module, target: str) -> Optional[str]:
+    """``self._modules['fc1']._parameters['weight']`` for the get_attr target ``fc1.weight`` (None when the
+    target is not a parameter or buffer of a submodule): dict lookups, where ``self.fc1.weight`` is a Python
+    call of nn.Module.__getattr__ per dot (~20 of them per forward of the tutorial net)."""
+    *path, name = target.split(".")
+    expr, m = "self", module
+    for part in path:
+        if part not in m._modules:
+            return None
+        expr, m = f"{expr}._modules[{part!r}]", m._modules[part]
+    for store in ("_parameters", "_buffers"):
+        if name in getattr(m, store):
+            return f"{expr}.{store}[{name!r}]"
+    return None
+
+
+def _compile(graph: fx.Graph, label: str, module: nn.Module):
+    """The graph's Python code as a function ``forward(self, ...)`` that reads the layers from ``self`` at every
+    call (so parameters replaced later are seen, and a deep copy reads its own)."""
     code = graph.python_code(root_module="self")
+    lines = code.src.splitlines(True)
+    fast = {n.name: _direct_lookup(module, n.target) for n in graph.nodes if n.op == "get_attr"}
+    for i, line in enumerate(lines):
+        name, sep, _ = line.strip().partition(" = ")
+        if sep and fast.get(name) and line.startswith("    ") and ";" not in line:
+            lines[i] = f"    {name} = {fast[name]}\n"
+    code.src = "".join(lines)
     filename = f"<pyops.fuse {label} #{next(_counter)}>"
     linecache.cache[filename] = (len(code.src), None, code.src.splitlines(True), filename)  # tracebacks show it
     scope = dict(code.globals)
@@ -426,8 +450,8 @@ def _rewrite(module: nn.Module, traced, backend: Optional[str]):
         results.append((graph, done, refused))
     label = type(module).__name__
     (g_train, d_train, r_train), (g_eval, d_eval, r_eval) = results
-    f_train, src_train = _compile(g_train, label + " train")
-    f_eval, src_eval = _compile(g_eval, label + " eval")
+    f_train, src_train = _compile(g_train, label + " train", module)
+    f_eval, src_eval = _compile(g_eval, label + " eval", module)
     lines = [f"{'' if d_train == d_eval else '(train) '}{line}" for line in d_train] + \
         [f"(eval) {line}" for line in d_eval if d_train != d_eval] + \
         [f"left alone: {line}" for line in dict.fromkeys(r_train + r_eval)]

@@ -303,3 +303,20 @@ def test_errors():
     m = pyops.fuse(sequential(), backend="cpu").to(torch.bfloat16)  # a dtype the cpu kernels do not take
     with pytest.raises(TypeError, match=r"layer fc1 \+ relu1 \.\.\. output: mlp: backend 'cpu' supports float32"):
         m(torch.randn(2, IN, dtype=torch.bfloat16))
+
+
+def test_parameters_read_at_call_time_and_deepcopy():
+    """The fused forward reads the layers' parameters at every call: a replaced parameter is used, and a deep
+    copy of a fused model computes with its own parameters."""
+    model = pyops.fuse(ClassNet(), backend="cpu")
+    twin = copy.deepcopy(model)
+    x = torch.randn(3, IN)
+    model.fc3.bias = nn.Parameter(model.fc3.bias.detach() + torch.tensor([5.0, 0.0, 0.0]))
+    plain = ClassNet()
+    plain.load_state_dict(model.state_dict())
+    assert_close(model(x), plain(x))
+    with torch.no_grad():
+        twin.fc1.weight.zero_()
+    plain.load_state_dict(twin.state_dict())
+    assert_close(twin(x), plain(x))
+    assert not torch.equal(twin(x), model(x))
