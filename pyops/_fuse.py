@@ -32,6 +32,10 @@ falls back, per module: the module's own layers of those exact types are swapped
 ``pyops.nn`` counterparts (``module.__class__`` reassigned: same parameters and state_dict), and its
 other children are fused on their own.  ``strict=True`` raises instead.
 
+Under ``torch.autocast`` the fused ops follow their stock counterparts' casting policy (linear in the
+autocast dtype, the losses in float32, softmax / log-softmax in float32 on CUDA and as they come on
+the CPU); a backend without kernels for the autocast dtype raises.
+
 A fused layer whose backend cannot run the tensors it gets (a model moved to a device or dtype the
 backend has no kernel for) raises the op's error prefixed with the layer's path; it never falls back
 to stock PyTorch.
@@ -74,8 +78,24 @@ def _located(e: Exception, where: str) -> Exception:
         return RuntimeError(msg)
 
 
+# Under torch.autocast the fused ops follow their stock counterparts' casting policy (torch's autocast op lists):
+# linear in the autocast dtype; nll_loss / cross_entropy in float32; softmax / log_softmax in float32 on CUDA and
+# as they come on the CPU (CPU autocast lists neither).  A backend without kernels for the autocast dtype (cpu:
+# no float16/bfloat16) raises its error, with the layer's path -- never a silent float32 result.
+def _autocast_dtype(x) -> Optional[torch.dtype]:
+    dev = x.device.type if isinstance(x, torch.Tensor) else "cpu"
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+
+
+def _cast(t, dtype):
+    return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype else t
+
+
 def _f_linear(x, w, b, relu, backend, where):
     try:
+        dt = _autocast_dtype(x)
+        if dt is not None:
+            x, w, b = _cast(x, dt), _cast(w, dt), _cast(b, dt)
         return (linear_relu if relu else linear)(x, w, b, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
@@ -83,6 +103,9 @@ def _f_linear(x, w, b, relu, backend, where):
 
 def _f_mlp(x, weights, biases, backend, where):
     try:
+        dt = _autocast_dtype(x)
+        if dt is not None:
+            x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
         return mlp(x, weights, biases, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
@@ -90,6 +113,8 @@ def _f_mlp(x, weights, biases, backend, where):
 
 def _f_softmax(x, dim, dtype, log, backend, where):
     try:
+        if dtype is None and _autocast_dtype(x) is not None and x.device.type == "cuda":
+            x = _cast(x, torch.float32)
         return (log_softmax if log else softmax)(x, dim, dtype, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
@@ -97,6 +122,8 @@ def _f_softmax(x, dim, dtype, log, backend, where):
 
 def _f_loss(x, target, weight, ignore_index, reduction, label_smoothing, ce, backend, where):
     try:
+        if _autocast_dtype(x) is not None:
+            x, weight = _cast(x, torch.float32), _cast(weight, torch.float32)
         if not ce:
             return nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction, backend=backend)
         if isinstance(target, torch.Tensor) and target.is_floating_point():  # class probabilities: no pyops op
@@ -111,6 +138,8 @@ def _f_loss(x, target, weight, ignore_index, reduction, label_smoothing, ce, bac
 def _f_log_softmax_nll(x, dim, target, weight, ignore_index, reduction, backend, where):
     """nll_loss(log_softmax(x, dim), ...): one pyops.cross_entropy when ``dim`` is the class dim."""
     try:
+        if _autocast_dtype(x) is not None:  # the loss is float32 under autocast: the fused one computes in it
+            x, weight = _cast(x, torch.float32), _cast(weight, torch.float32)
         class_dim = 0 if x.dim() == 1 else 1
         if dim is not None and (dim if dim >= 0 else dim + x.dim()) == class_dim:
             return cross_entropy(x, target, weight, ignore_index=ignore_index, reduction=reduction, backend=backend)

@@ -320,3 +320,41 @@ def test_parameters_read_at_call_time_and_deepcopy():
     plain.load_state_dict(twin.state_dict())
     assert_close(twin(x), plain(x))
     assert not torch.equal(twin(x), model(x))
+
+
+class WithLoss(nn.Module):
+    """A model that returns its loss (nn.NLLLoss on log-probabilities from a Sequential)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.loss = sequential()[:5], nn.NLLLoss()
+
+    def forward(self, x, t):
+        return self.loss(F.log_softmax(self.net(x), dim=1), t)
+
+
+def test_autocast_follows_stock_policy():
+    """Under CPU autocast (bfloat16): the layers run in bfloat16 (cuda-sim has bf16 kernels), log_softmax as it
+    comes (CPU autocast does not list it), the loss in float32 -- the dtypes stock gives; the cpu backend has no
+    bfloat16 kernels and says so, naming the layer."""
+    x, t = torch.randn(4, IN), torch.randint(0, OUT, (4,))
+    model = ClassNet()
+    ref = copy.deepcopy(model)
+    lossy = WithLoss()
+    lossy_ref = copy.deepcopy(lossy)
+    if "cuda-sim" in BACKENDS:
+        pyops.fuse(model, backend="cuda-sim")
+        pyops.fuse(lossy, backend="cuda-sim")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, y_ref = model(x), ref(x)
+            loss, loss_ref = lossy(x, t), lossy_ref(x, t)
+        assert y.dtype == y_ref.dtype == torch.bfloat16
+        assert loss.dtype == loss_ref.dtype == torch.float32
+        assert "+ loss -> pyops.cross_entropy" in pyops.fuse_report(lossy)
+        assert_close(y, y_ref, dtype=torch.bfloat16, atol=3e-2)  # bf16 GEMM accumulation orders differ
+        assert_close(loss, loss_ref, dtype=torch.bfloat16)
+    pyops.fuse(model, backend="cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match=r"layer fc1 \+ F.relu\(\) \.\.\. fc3: mlp: backend 'cpu' supports "
+                                            r"float32, float64 .*got input of dtype torch.bfloat16"):
+            model(x)
