@@ -543,6 +543,9 @@ def _check_module(module, op: str) -> None:
     if isinstance(module, torch.jit.ScriptModule):
         raise TypeError(f"pyops.{op}: {type(module).__name__} is a TorchScript module; fuse the nn.Module before "
                         "scripting it")
+    if type(module).__name__ == "OptimizedModule" and type(module).__module__.startswith("torch._dynamo"):
+        raise TypeError(f"pyops.{op}: got a torch.compile'd module; fuse the model before compiling it, or compile "
+                        "it with torch.compile(model, backend=\"pyops\")")
     if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         raise TypeError(f"pyops.{op}: got a {type(module).__name__} wrapper; fuse the model before wrapping it "
                         f"(pyops.{op}(model), then {type(module).__name__}(model))")

@@ -298,6 +298,8 @@ def test_errors():
         pyops.fuse(lambda x: x)
     with pytest.raises(TypeError, match="fuse the model before wrapping it"):
         pyops.fuse(nn.DataParallel(nn.Linear(2, 2)))
+    with pytest.raises(TypeError, match="got a torch.compile'd module; fuse the model before compiling it"):
+        pyops.fuse(torch.compile(nn.Linear(2, 2)))
     with pytest.raises(pyops.BackendError, match="unknown backend 'gpu'"):
         pyops.fuse(nn.Linear(2, 2), backend="gpu")
     m = pyops.fuse(sequential(), backend="cpu").to(torch.bfloat16)  # a dtype the cpu kernels do not take
