@@ -15,6 +15,8 @@ from .mlp import mlp
 from . import nn
 from .cross_entropy import cross_entropy, nll_loss
 from .train_step import mlp_train_step
+from ._fuse import fuse, fuse_report, unfuse
+from .dropin import optimize
 
 __all__ = [
     "BACKENDS",
@@ -32,4 +34,8 @@ __all__ = [
     "cross_entropy",
     "nll_loss",
     "mlp_train_step",
+    "fuse",
+    "fuse_report",
+    "unfuse",
+    "optimize",
 ]

@@ -354,3 +354,4 @@ class AdamW(Adam):
         super().__setstate__(state)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
+from .dropin import from_torch  # noqa: E402,F401  (pyops.optim.from_torch: torch Adam/AdamW -> pyops, in place)

@@ -209,6 +209,12 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
             assert c["status"] == "ok" and c["ms_per_step"] > 0 and c["max_abs_loss_diff_vs_stock_eager"] < 1e-3
             # the budget: <= 14 dispatched kernel ops per training step (mlp op, loss, Adam)
             assert c["ops_per_step"]["kernel_ops"] <= 14, c["ops_per_step"]
+        # the stock model after pyops.optimize: trained on the pyops mlp, log_softmax and Adam kernels
+        dropin = rows["pyops-dropin"]
+        assert dropin["status"] == "ok" and dropin["max_abs_loss_diff_vs_stock_eager"] < 1e-3
+        assert {"pyops.mlp_fwd.default", "pyops.mlp_bwd.default", "pyops.log_softmax_fwd.default",
+                "pyops.adam_step.default"} <= dropin["ops_per_step"]["by_op"].keys(), dropin["ops_per_step"]
+        assert "aten.addmm.default" not in dropin["ops_per_step"]["by_op"]
     assert "pyops backend cuda-sim: not timed" in capsys.readouterr().out
 
 

@@ -13,6 +13,10 @@ Contenders (all from one initial state_dict, all fed the same batches in the sam
                                   cuda and triton on a GPU
   pyops <backend> (one-op step)   the same pyops model and optimizer, each training step ONE op:
                                   pyops.mlp_train_step (mlp, cross_entropy, its backward and Adam without autograd)
+  pyops drop-in                   the stock model and torch.optim.Adam(lr) after one added line,
+                                  pyops.optimize(model, optimizer) (the forward fused to pyops.mlp + log_softmax,
+                                  the optimizer converted to pyops.optim.Adam in place), trained by the stock loop:
+                                  zero_grad, nll_loss(model(x), y), backward, step (the backend: auto)
 and the GEMM floor: the step's 11 GEMMs alone -- 4 forward (X W^T), 4 weight gradients (dY^T X),
 3 input gradients (dY W; none for the input layer) -- as plain torch.mm into preallocated outputs
 (no bias, no addmm) at the model's shapes, timed in the same rounds.
@@ -179,7 +183,27 @@ def contender_specs(args, device) -> tuple[list[tuple], dict]:
         specs.append((f"pyops-{b}-one-op", f"pyops {b} (one-op step, cross_entropy)",
                       lambda s, b=b: models.pyops_trainer(s, backend=b, lr=args.lr, loss="cross-entropy",
                                                           device=device, one_op=True)))
+    specs.append(("pyops-dropin", "pyops drop-in (stock model + pyops.optimize)",
+                  lambda s: dropin_trainer(s, lr=args.lr, device=device)))
+    if args.only:
+        keep = {k.strip() for k in args.only.split(",")}
+        unknown = keep - {key for key, _, _ in specs}
+        if unknown:
+            raise SystemExit(f"--only: unknown contender(s) {', '.join(sorted(unknown))}; the contenders here: "
+                             f"{', '.join(key for key, _, _ in specs)}")
+        specs = [spec for spec in specs if spec[0] in keep]
     return specs, skipped
+
+
+def dropin_trainer(state: dict, *, lr: float, device) -> models.Trainer:
+    """The stock model and its default torch.optim.Adam, then the one line a user adds: pyops.optimize."""
+    import pyops
+
+    models.require_pyops()
+    tr = models.stock_trainer(state, lr=lr, device=device, name="pyops drop-in (stock model + pyops.optimize)")
+    model, optimizer = pyops.optimize(tr.model, tr.optimizer)  # in place: tr's loss and step use them as they are
+    assert model is tr.model and optimizer is tr.optimizer
+    return tr
 
 
 def _timed(fn, sync) -> float:
@@ -277,7 +301,8 @@ DEFINITIONS = {
                   "(pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or pyops.cross_entropy, "
                   "pyops.optim.Adam) under pyops.use_backend(<backend>); pyops <backend> (one-op step): each "
                   "training step is one pyops.mlp_train_step(..., backend=<backend>) (the same kernels, no "
-                  "autograd graph, no .grad)",
+                  "autograd graph, no .grad); pyops drop-in: the stock model and torch.optim.Adam(lr) after "
+                  "pyops.optimize(model, optimizer), trained by the stock loop",
     "ms_per_step": "median wall time of one whole training step (zero_grad, forward, loss, backward, optimizer.step) "
                    "over the timed steps, time.perf_counter",
     "min_ms_per_step": "the fastest timed step: on a busy machine the least disturbed one (shown in brackets)",
@@ -433,5 +458,7 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=models.SEED_LR, help="Adam learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default 0)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    p.add_argument("--only", default="", help="comma-separated contender keys to run (e.g. fused,pyops-dropin; "
+                   "default: all)")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile contender (compiling "
                    "takes ~10-60 s here)")

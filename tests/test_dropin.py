@@ -1,0 +1,110 @@
+"""pyops.optim.from_torch and pyops.optimize: a torch optimizer (mid-training, with an LR scheduler made
+before) converted in place continues exactly as torch's own would."""
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import pyops
+from helpers import DispatchLog, assert_close
+
+
+def model_and_data(dtype=torch.float64):
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).to(dtype)
+    batches = [(torch.randn(4, 6, dtype=dtype), torch.randint(0, 3, (4,))) for _ in range(6)]
+    return model, batches
+
+
+def train(model, opt, sched, batches):
+    for x, t in batches:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), t).backward()
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("cls,kw", [(torch.optim.Adam, dict(lr=0.01, weight_decay=0.1)),
+                                    (torch.optim.AdamW, dict(lr=0.02, betas=(0.8, 0.99), amsgrad=True)),
+                                    (torch.optim.Adam, dict(lr=torch.tensor(0.01), foreach=False))],
+                         ids=["adam", "adamw-amsgrad", "adam-tensor-lr"])
+def test_from_torch_continues_as_torch(cls, kw):
+    model, batches = model_and_data()
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.005}]
+    opt = cls(groups, **kw)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    train(model, opt, sched, batches[:3])  # mid-training
+    twin, twin_opt = copy.deepcopy((model, opt))
+    twin_sched = torch.optim.lr_scheduler.StepLR(twin_opt, step_size=2, gamma=0.5)
+    twin_sched.load_state_dict(sched.state_dict())
+
+    group_dicts, state = list(opt.param_groups), opt.state
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scheduler warning about the order of step() calls
+        assert pyops.optim.from_torch(opt, backend="cpu") is opt
+        assert type(opt) is {torch.optim.Adam: pyops.optim.Adam, torch.optim.AdamW: pyops.optim.AdamW}[cls]
+        assert all(a is b for a, b in zip(opt.param_groups, group_dicts)) and opt.state is state
+        with pyops.use_backend("cpu"), DispatchLog() as log:
+            train(model, opt, sched, batches[3:])
+    assert log.names.count("pyops.adam_step") == 2 * 3  # pyops stepped each group, not torch
+    train(twin, twin_opt, twin_sched, batches[3:])
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in twin_opt.param_groups]  # the scheduler drove it
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert_close(p, q)
+        for k in twin_opt.state[q]:
+            assert_close(opt.state[p][k], twin_opt.state[q][k])
+    # its state_dict loads into torch's, and continues there
+    back = cls([{"params": twin[0].parameters()}, {"params": twin[2].parameters()}], **kw)
+    back.load_state_dict(opt.state_dict())
+    assert back.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+    for q, p in zip(twin.parameters(), model.parameters()):
+        for k in back.state[q]:
+            assert_close(back.state[q][k], opt.state[p][k])
+
+
+def test_from_torch_leaves_others_alone():
+    model, _ = model_and_data()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match=r"left unchanged: torch.optim.sgd.SGD has no pyops kernel"):
+        assert pyops.optim.from_torch(sgd) is sgd
+    assert type(sgd) is torch.optim.SGD
+    diff = torch.optim.Adam(model.parameters(), differentiable=True)
+    with pytest.warns(UserWarning, match="differentiable=True"):
+        assert type(pyops.optim.from_torch(diff)) is torch.optim.Adam
+    ours = pyops.optim.Adam(model.parameters())
+    assert pyops.optim.from_torch(ours) is ours
+    with pytest.raises(TypeError, match="expected a torch.optim.Optimizer, got Sequential"):
+        pyops.optim.from_torch(model)
+
+
+def test_optimize():
+    model, batches = model_and_data(torch.float32)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    m, o = pyops.optimize(model, opt, backend="cpu")
+    assert m is model and o is opt and type(o) is pyops.optim.Adam
+    rep = pyops.fuse_report(model)
+    assert "0 + 1, 2 -> pyops.mlp" in rep and "torch.optim.adam.Adam -> pyops.optim.Adam" in rep
+    sgd_model, _ = model_and_data(torch.float32)
+    with pytest.warns(UserWarning, match="optimizer left unchanged"):
+        _, sgd = pyops.optimize(sgd_model, torch.optim.SGD(sgd_model.parameters(), lr=0.1))
+    assert type(sgd) is torch.optim.SGD and "optimizer: left unchanged" in pyops.fuse_report(sgd_model)
+    assert pyops.optimize(nn.Linear(2, 2)) [1] is None
+    with pytest.raises(TypeError, match="expected a torch.optim.Optimizer or None"):
+        pyops.optimize(nn.Linear(2, 2), "adam")
+
+
+@pytest.mark.parametrize("form", ["class", "sequential"])
+def test_tutorial_example(form, capsys):
+    """examples/train_tutorial.py, a few steps: fused to one mlp + log_softmax, the optimizer converted."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_tutorial.py"
+    spec = importlib.util.spec_from_file_location("train_tutorial", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["--steps", "3"] + (["--sequential"] if form == "sequential" else []))
+    out = capsys.readouterr().out
+    assert "-> pyops.mlp" in out and "-> pyops.log_softmax" in out and "-> pyops.optim.Adam" in out
+    assert "Epoch: 1/1.. Training Loss: " in out and "(3 steps," in out
