@@ -72,7 +72,8 @@ def cmd_profile(args) -> int:
         return 2
     directions = profile.OPS[args.op][4] if args.direction == "both" else (args.direction,)
     try:
-        reports = [profile.profile_op(args.op, shape, dtypes[args.dtype], d, by_line=args.by_line) for d in directions]
+        reports = [profile.profile_op(args.op, shape, dtypes[args.dtype], d, by_line=args.by_line, cache=True)
+                   for d in directions]
     except profile.ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,8 @@ METRICS = {
     "occupancy % (theoretical)": "sm__maximum_warps_per_active_cycle_pct",
     "registers per thread": "launch__registers_per_thread",
 }
-CASES = [(op, v[2]) for op, v in prof.OPS.items()] + [(op, v[3]) for op, v in prof.OPS.items() if op != "adam"]
+# every op at its MNIST shape, the row-wise ones also at their large shape (ncu replays each kernel: keep it short)
+CASES = [(op, v[2]) for op, v in prof.OPS.items()] + [(op, prof.OPS[op][3]) for op in ("softmax", "cross_entropy")]
 
 
 def emulator_values(L: prof.Launch, arch: str) -> dict:
@@ -61,11 +62,14 @@ def run_on_gpu(op: str, shape, direction: str) -> None:
     dev = "cuda"
     torch.manual_seed(0)
     bwd = direction == "bwd"
-    if op in ("softmax", "log_softmax", "cross_entropy"):
+    if op in ("softmax", "log_softmax", "cross_entropy", "nll_loss"):
         n, c = shape
-        x = torch.randn(n, c, device=dev, requires_grad=bwd)
+        x = torch.randn(n, c, device=dev)
+        if op == "nll_loss":
+            x = torch.log_softmax(x, dim=1)
+        x.requires_grad_(bwd)
         t = torch.randint(0, c, (n,), device=dev)
-        call = (lambda: pyops.cross_entropy(x, t, backend="cuda")) if op == "cross_entropy" else \
+        call = (lambda: getattr(pyops, op)(x, t, backend="cuda")) if op in ("cross_entropy", "nll_loss") else \
             (lambda: getattr(pyops, op)(x, dim=1, backend="cuda"))
     elif op == "linear_relu":
         m, k, n = shape
@@ -152,10 +156,10 @@ def cmd_time() -> int:
                 m, k, n = shape
                 x, w, b = torch.randn(m, k, device=dev), torch.randn(n, k, device=dev), torch.randn(n, device=dev)
                 ms = cuda_time(lambda: pyops.linear_relu(x, w, b, backend=backend))
-            elif op == "cross_entropy":
-                x = torch.randn(*shape, device=dev)
+            elif op in ("cross_entropy", "nll_loss"):
+                x = torch.randn(*shape, device=dev).log_softmax(dim=1)
                 t = torch.randint(0, shape[1], (shape[0],), device=dev)
-                ms = cuda_time(lambda: pyops.cross_entropy(x, t, backend=backend))
+                ms = cuda_time(lambda: getattr(pyops, op)(x, t, backend=backend))
             else:
                 x = torch.randn(*shape, device=dev)
                 ms = cuda_time(lambda: getattr(pyops, op)(x, dim=1, backend=backend))

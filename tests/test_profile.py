@@ -2,7 +2,9 @@
 
 1. Hand-computable kernels (tests/cpp/profile/cases.cpp), built here exactly as a learner's kernel is built
    for profiling, give the numbers known in advance -- exactly.
-3. `python -m pyops profile`'s input checks; 4. occupancy rules.
+2. Every __global__ kernel of kernels/cuda, through its op at shapes that reach each launch plan, meets its
+   budgets (or carries a profile-exception comment beside it), and the SASS agrees on the access widths.
+3. `python -m pyops profile` on each op, text and JSON; 4. occupancy rules; the docs' generated sections.
 """
 from __future__ import annotations
 
@@ -124,16 +126,168 @@ def test_collectives_and_barriers_per_warp(cases):
     assert st["lanes"] == st["requests"]  # one lane per warp stores
 
 
+# ---------------------------------------------------------------- 2. pyops' kernels, through their ops
+needs_prof = pytest.mark.skipif(not prof.available(), reason=prof.unavailable_reason())
+
+# Shapes that take every __global__ of kernels/cuda through its launch plans on the emulator (which plans GEMMs
+# for a 4-SM device): softmax warp-per-row (C <= 1024) and block-per-row; the SIMT GEMM's 32, 64 and 128 tiles,
+# the tensor-core GEMM (float16), the bias-gradient kernel (bias_only_backward); cross-entropy's warp and block
+# kernels and its loss reduction, nll_loss's gather and gradient kernels; Adam's multi-tensor kernel.
+# The docs' shapes (each op's MNIST and large shape) come first: test_docs_profile_sections_current reuses them.
+BUDGET_CASES = [(op, shape, "float32") for op, v in prof.OPS.items() for shape in (v[2], v[3])] + [
+    ("log_softmax", (64, 12), "float32"),
+    ("linear_relu", (64, 64, 64), "float32"), ("linear_relu", (256, 64, 256), "float32"),
+    ("linear_relu", (64, 64, 64), "float16"),
+]
+CHECKS = ("sectors", "unique", "wavefronts")
+
+
+def kernel_exceptions() -> dict:
+    """{(kernel base name, check): reason} from the `// profile-exception KERNEL CHECK: reason (measured ...)`
+    comments next to the kernels in kernels/cuda/*.cuh."""
+    out = {}
+    for f in sorted((ROOT / "kernels" / "cuda").glob("*.cuh")):
+        for m in re.finditer(r"//\s*profile-exception (\w+) (\w+): (.*)", f.read_text()):
+            assert m.group(2) in CHECKS, f"{f.name}: unknown check {m.group(2)!r} in a profile-exception"
+            out[(m.group(1), m.group(2))] = m.group(3)
+    return out
+
+
+def bias_only_backward(m: int, n: int) -> dict:
+    """linear_relu's backward when only the bias needs a gradient: the bias-gradient kernel alone (reads g and
+    the ReLU mask y, writes db)."""
+    import pyops
+
+    torch.manual_seed(0)
+    x, w = torch.randn(m, 32), torch.randn(n, 32)
+    b = torch.randn(n, requires_grad=True)
+    y = pyops.linear_relu(x, w, b, backend="cuda-sim")
+    g = torch.randn_like(y)
+    with prof.record(y, g, b) as r:
+        y.backward(g)
+    return prof.make_report("linear_relu (bias only)", (m, 32, n), torch.float32, "bwd", r.launches, 4 * (2 * m * n + n))
+
+
+@pytest.fixture(scope="module")
+def budget_reports():
+    dt = {"float32": torch.float32, "float16": torch.float16}
+    reps = []
+    for op, shape, dtype in BUDGET_CASES:
+        for d in prof.OPS[op][4]:
+            reps.append(prof.profile_op(op, shape, dt[dtype], d, cache=True))
+    reps.append(bias_only_backward(64, 256))
+    return reps
+
+
+@needs_prof
+def test_every_kernel_profiled(budget_reports):
+    """The budget cases launch every __global__ kernel of kernels/cuda."""
+    src = "\n".join(f.read_text() for f in (ROOT / "kernels" / "cuda").glob("*.cuh"))
+    declared = set(re.findall(r"__global__ void(?: __launch_bounds__\([^)]*\))?\s+(\w+)\(", src))
+    assert len(declared) >= 15, declared
+    ran = {L["kernel"].split("<")[0] for r in budget_reports for L in r["launches"]}
+    assert declared <= ran, f"never profiled: {sorted(declared - ran)}"
+
+
+@needs_prof
+def test_budgets(budget_reports):
+    """Every kernel at its launch plans: global accesses at the ideal sectors/request, the op's unique bytes
+    <= 1.1x its bytes model's minimum, no excess shared wavefronts -- or a profile-exception beside the kernel
+    (and an exception must still be needed)."""
+    exc = kernel_exceptions()
+    used, failures = set(), []
+    for r in budget_reports:
+        tag = f"{r['op']} {r['direction']} {'x'.join(map(str, r['shape']))} {r['dtype']}"
+        names = [L["kernel"].split("<")[0] for L in r["launches"]]
+        for L, name in zip(r["launches"], names):
+            excess = sum(L[c]["sectors"] - L[c]["ideal_sectors"]
+                         for c in ("global_load", "global_store") if c in L)
+            if excess > 0:
+                (used.add((name, "sectors")) if (name, "sectors") in exc else
+                 failures.append(f"{tag}: {name}: {excess} sectors above the ideal"))
+            wf = sum(L[c]["excess_wavefronts"] for c in ("shared_load", "shared_store") if c in L)
+            if wf > 0:
+                (used.add((name, "wavefronts")) if (name, "wavefronts") in exc else
+                 failures.append(f"{tag}: {name}: {wf} excess shared wavefronts (bank conflicts)"))
+        if r["unique_over_model"] > 1.1:
+            hit = [n for n in names if (n, "unique") in exc]
+            if hit:
+                used.update((n, "unique") for n in hit)
+            else:
+                failures.append(f"{tag}: unique bytes {r['unique_bytes']} = {r['unique_over_model']}x the bytes "
+                                f"model's {r['model_min_bytes']}")
+    assert not failures, "\n".join(failures)
+    stale = set(exc) - used
+    assert not stale, f"profile-exceptions no longer needed: {sorted(stale)}"
+
+
+@needs_prof
+def test_gemm_transposed_stores_conflict_free(budget_reports):
+    """The GEMM's transposed (Red-direction) shared stores reach all 32 banks: the SIMT 32 and 64 tiles (float)
+    and the tensor-core tile (half) took 2 and 4 wavefronts per store before their stores were reordered."""
+    seen = set()
+    for r in budget_reports:
+        for L in r["launches"]:
+            m = re.match(r"linear_relu_(simt32|simt64|simt128|wmma)_kernel<(float|__half)", L["kernel"])
+            if m and "shared_store" in L:
+                seen.add(m.groups())
+                st = L["shared_store"]
+                assert st["excess_wavefronts"] == 0, (r["shape"], L["kernel"], st)
+    assert {("simt32", "float"), ("simt64", "float"), ("wmma", "__half")} <= seen, seen
+
+
 # ---------------------------------------------------------------- 3. the command line
-def test_cli_rejects_bad_input():
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """`python -m pyops profile ARGV` in this process (its profiles are cached with the budget cases')."""
+    from pyops.__main__ import main
+
+    rc = main(["profile", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@needs_prof
+@pytest.mark.parametrize("op", list(prof.OPS))
+def test_cli_text_and_json(op, capsys, budget_reports):
+    import json
+
+    rc, out, err = cli(capsys, op)  # text, fwd and bwd, the MNIST shape
+    assert rc == 0, err
+    dirs = prof.OPS[op][4]
+    assert out.count(f"== {op} ") == len(dirs)
+    assert "sectors/request" in out and "bytes model minimum" in out and "occupancy sm_90" in out
+    rc, out, err = cli(capsys, op, "--json")
+    assert rc == 0, err
+    reps = json.loads(out)
+    reps = reps if isinstance(reps, list) else [reps]
+    assert [r["direction"] for r in reps] == list(dirs)
+    for r in reps:
+        assert r["op"] == op and r["launches"] and r["model_min_bytes"] > 0
+        for L in r["launches"]:
+            assert L["global_load"]["requests"] > 0 and L["unique_bytes"]["all"] > 0
+
+
+@needs_prof
+def test_cli_by_line_as_a_command():
+    """`python -m pyops profile` as a process, with --by-line: sites named by their kernels/cuda source line."""
+    import json
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "pyops", "profile", "softmax", "--shape", "3,4,5"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "--shape" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "pyops", "profile", "softmax", "--shape", "a,b"], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 2 and "comma-separated integers" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "pyops", "profile", "softmax", "--direction", "fwd", "--json",
+                        "--by-line"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (L,) = json.loads(r.stdout)["launches"]
+    assert {s["line"].split(":")[0] for s in L["sites"]} <= {"kernels/cuda/softmax.cuh", "kernels/cuda/common.cuh"}
+    assert any(s["class"] == "global_store" for s in L["sites"])
+
+
+def test_cli_rejects_bad_input(capsys):
+    rc, _, err = cli(capsys, "softmax", "--shape", "3,4,5")
+    assert rc == 2 and "--shape" in err
+    rc, _, err = cli(capsys, "softmax", "--shape", "a,b")
+    assert rc == 2 and "comma-separated integers" in err
+    rc, _, err = cli(capsys, "adam", "--direction", "bwd")
+    assert rc == 2 and "no direction" in err
 
 
 # ---------------------------------------------------------------- 4. occupancy, SASS, docs
@@ -146,3 +300,51 @@ def test_occupancy_rules():
     o = prof.occupancy("sm_80", 128, 32, 48 * 1024, 0)  # 49 KiB + 1 KiB per block of 164 KiB -> 3 blocks
     assert (o["blocks_per_sm"], o["limiter"]) == (3, "shared memory")
     assert prof.occupancy("sm_90", 1024, 32, 0, 0)["limiter"] == "block size"  # 2 blocks of 32 warps
+
+
+@needs_prof
+def test_docs_profile_sections_current(budget_reports):
+    """docs/<op>.md's generated profile sections are what `python -m pyops profile --write-docs` writes now
+    (the profiles come from the budget cases' cache)."""
+    stale = prof.write_docs(ROOT, check=True)
+    assert not stale, f"regenerate with `python -m pyops profile --write-docs`: {stale}"
+
+
+# Found by this cross-check, not fixed yet: nvcc compiles these kernels' 16-byte stores (store_vec of the SIMT
+# GEMM's 32/64-tile epilogue and of Adam's p/m/v updates) as four 4-byte STG.E -- four requests where the source
+# asks for one (the 128 tile and softmax get STG.E.128 from the same store_vec).  Listed so that a fix, or a new
+# split, fails this test.
+NVCC_SPLIT_STORES = {"linear_relu_simt32_kernel", "linear_relu_simt64_kernel", "adam_multi_tensor_kernel"}
+
+
+@needs_prof
+def test_sass_access_widths_agree(budget_reports):
+    """The access kinds and widths the profiler sees in each kernel are the LDG/STG/LDS/STS (and global atomic)
+    instructions and widths of the kernel in the sm_90 cubin."""
+    if not prof.resource_usage():
+        pytest.skip("pyops._C has no CUDA device code (CPU-only build)")
+    sass = prof.sass_accesses("sm_90")
+    checked, diffs, split = 0, [], set()
+    for r in budget_reports:
+        for L in r["launches"]:
+            if L["symbol"] not in sass:
+                diffs.append(f"{L['kernel']}: not in the sm_90 cubin ({L['symbol']})")
+                continue
+            mine = {tuple(w) for w in L["access_widths"]}
+            theirs = sass[L["symbol"]]
+            if "wmma" in L["kernel"]:  # fragments: element-wise in the stand-in, LDSM/LDS.128 in the SASS
+                mine = {w for w in mine if not w[0].startswith("shared")}
+            checked += 1
+            # every access the profiler saw is an instruction of that width in the SASS (the SASS also holds
+            # the paths these shapes do not take: scalar tails, unaligned fallbacks)
+            extra = mine - theirs
+            if L["kernel"].split("<")[0] in NVCC_SPLIT_STORES and extra == {("global_store", 16)}:
+                split.add(L["kernel"].split("<")[0])
+            elif extra:
+                diffs.append(f"{L['kernel']}: profiler {sorted(extra)} not in the SASS {sorted(theirs)}")
+            mnist = r["op"] in prof.OPS and r["shape"] == list(prof.OPS[r["op"]][2])
+            vec = {w for w in theirs if w[0].startswith("global") and w[1] == 16}
+            if mnist and vec and r["op"] not in ("nll_loss",) and not vec & mine:  # MNIST rows are vectorizable
+                diffs.append(f"{L['kernel']}: the SASS has 16-byte global accesses, the profiler saw none")
+    assert checked >= 15 and not diffs, "\n".join(dict.fromkeys(diffs))
+    assert split == NVCC_SPLIT_STORES, f"split 16-byte stores now: {sorted(split)}"

@@ -208,11 +208,13 @@ __attribute__((no_sanitize_thread)) void rec(uintptr_t a, uint32_t size, uint8_t
   if (!s.on || !s.cur || !b || b->cur < 0) return;
   simt::Fiber& f = b->f[size_t(b->cur)];
   if (f.ign > 0) return;  // the emulator's own bookkeeping
+  static const size_t stack_bytes = simt::cfg().stack;
+  if (a - reinterpret_cast<uintptr_t>(f.stack) < stack_bytes) return;  // the thread's stack: registers, locals
   uint8_t cls;
   uint64_t addr = a;
   if (in_shared(*b, a)) cls = kind == 0 ? SLD : SST;  // shared atomics are counted as stores
   else if (uint64_t v = to_virtual(a)) { addr = v; cls = kind == 0 ? GLD : kind == 1 ? GST : GATOM; }
-  else return;  // the thread's stack (registers, local memory), TLS (threadIdx ...), the emulator's own data
+  else return;  // TLS (threadIdx ...), the emulator's own data
   const uintptr_t p = reinterpret_cast<uintptr_t>(pc);
   const uint32_t o = s.occ[(uint64_t(b->cur) << 48) ^ p]++;
   s.log.push_back({uint16_t(f.warp), uint8_t(f.lane), cls, size, o, p, addr});

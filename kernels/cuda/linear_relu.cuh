@@ -169,6 +169,16 @@ const char* linear_bias_grad(const T* g, int64_t g_rs, int64_t g_cs, const T* re
 // s[k * LD + i] with LD = BR + PAD.  The PAD of one 16-byte vector keeps vector stores aligned and
 // spreads the transposed scalar stores of the Red direction over all banks.
 
+// The XOR applied to the element order of k-group q's transposed stores (see TileLoader::store): derived from
+// bank(q, e, i) = 4 VEC q + 4 e + i sizeof(T)/4 (mod 32 words) for LD = BR + 16 bytes and BR sizeof(T) a
+// multiple of 128.  8-byte T (VEC 2) has no order that helps: its 32/64 tiles keep 2-way conflicts (measured
+// by the profiler; docs/profiling.md).
+template <class T, int VEC> __device__ __forceinline__ int red_store_swizzle(int q) {
+  if constexpr (sizeof(T) == 4 && VEC == 4) return q & 2;
+  else if constexpr (sizeof(T) == 2 && VEC == 8) return (q << 1) & 6;
+  else return 0;
+}
+
 template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct TileLoader {
   static constexpr int ROWS = BR, LD = BR + smem_pad<T>();
   static constexpr int VECS = BR * BK / VEC;  // vectors per tile
@@ -232,8 +242,21 @@ template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct Til
       if (DIR == GemmDir::Out) {
         store_vec<T, VEC>(s + k * LD + i, reg[j]);
       } else {
+        // Transposed: element e of the vector goes to row k + e.  One store instruction writes element e of
+        // every lane, and with LD = BR + 16 bytes the lanes of different k-groups q = k / VEC would hit the
+        // same banks (4-byte T, 32/64 tiles: q and q + 2, 2 wavefronts per store; 2-byte T, wmma tile: all
+        // four q, 4 wavefronts -- counted by `python -m pyops profile linear_relu`).  So lane q stores its
+        // elements in the order e ^ m(q), which moves each k-group onto banks of its own: 1 wavefront.  The
+        // same values land in the same places; only the order of a thread's VEC stores changes.
+        const int m = red_store_swizzle<T, VEC>(k / VEC);
 #pragma unroll
-        for (int e = 0; e < VEC; ++e) s[(k + e) * LD + i] = reg[j].v[e];
+        for (int e = 0; e < VEC; ++e) {
+          T val = reg[j].v[e];
+#pragma unroll
+          for (int t = 1; t < VEC; ++t)
+            if (m == t) val = reg[j].v[e ^ t];  // a select per candidate: no dynamically indexed registers
+          s[(k + (e ^ m)) * LD + i] = val;
+        }
       }
     }
   }
@@ -336,11 +359,21 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
 
   // Epilogue straight from registers: + bias, ReLU, store (one vector per RV columns when C allows).
   const bool c_vec = p.c_cs == 1 && p.c_rs % RV == 0 && aligned_to(p.c, unsigned(RV * sizeof(T)));
+  // The bias as RV-wide vectors when aligned: scalar loads of p.bias[tx * RV + e] are strided by RV elements
+  // (8 sectors per request where 2 hold the data, counted by the profiler).
   A bias[TN];
+  const bool b_vec = p.bias && aligned_to(p.bias, unsigned(RV * sizeof(T)));
 #pragma unroll
-  for (int j = 0; j < TN; ++j) {
-    const int64_t n = n0 + (j / RV) * TX * RV + tx * RV + j % RV;
-    bias[j] = p.bias && n < p.N ? to_acc(p.bias[n]) : A(0);
+  for (int g = 0; g < TN / RV; ++g) {
+    const int64_t n = n0 + g * TX * RV + tx * RV;
+    if (b_vec && n + RV <= p.N) {
+      const Vec<T, RV> bv = load_vec<T, RV>(p.bias + n);
+#pragma unroll
+      for (int e = 0; e < RV; ++e) bias[g * RV + e] = to_acc(bv.v[e]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < RV; ++e) bias[g * RV + e] = p.bias && n + e < p.N ? to_acc(p.bias[n + e]) : A(0);
+    }
   }
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
@@ -363,14 +396,23 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
   }
 }
 
+// profile-exception linear_relu_simt128_kernel unique: the backward is two launches, dx = (g*mask) W and
+//   dW = (g*mask)^T x, each reading g and the ReLU mask y: 2*M*N*sizeof(T) bytes more than the model
+//   (measured: 1.29x at 128x256x512 float; 1.06x at the MNIST layer 64x784x256, where it is under the 1.1x budget)
 template <class T, GemmDir DA, GemmDir DB, int VEC>
 __global__ void __launch_bounds__(SimtTile128::THREADS) linear_relu_simt128_kernel(const GemmArgs<T> p) {
   gemm_simt<T, SimtTile128, DA, DB, VEC>(p);
 }
+// profile-exception linear_relu_simt64_kernel unique: the backward is two launches, dx = (g*mask) W and
+//   dW = (g*mask)^T x, each reading g and the ReLU mask y: 2*M*N*sizeof(T) bytes more than the model
+//   (measured: 1.67x at 256x64x256 float; 1.06x at the MNIST layer 64x784x256, where it is under the 1.1x budget)
 template <class T, GemmDir DA, GemmDir DB, int VEC>
 __global__ void __launch_bounds__(SimtTile64::THREADS) linear_relu_simt64_kernel(const GemmArgs<T> p) {
   gemm_simt<T, SimtTile64, DA, DB, VEC>(p);
 }
+// profile-exception linear_relu_simt32_kernel unique: the backward is two launches, dx = (g*mask) W and
+//   dW = (g*mask)^T x, each reading g and the ReLU mask y: 2*M*N*sizeof(T) bytes more than the model
+//   (measured: 1.33x at 64x64x64 float; 1.06x at the MNIST layer 64x784x256, where it is under the 1.1x budget)
 template <class T, GemmDir DA, GemmDir DB, int VEC>
 __global__ void __launch_bounds__(SimtTile32::THREADS) linear_relu_simt32_kernel(const GemmArgs<T> p) {
   gemm_simt<T, SimtTile32, DA, DB, VEC>(p);
@@ -381,6 +423,9 @@ __global__ void __launch_bounds__(SimtTile32::THREADS) linear_relu_simt32_kernel
 template <class T> struct WmmaKind { using frag = T; static constexpr int K = 16; };
 template <> struct WmmaKind<float> { using frag = nvcuda::wmma::precision::tf32; static constexpr int K = 8; };
 
+// profile-exception linear_relu_wmma_kernel unique: the backward is two launches, dx = (g*mask) W and
+//   dW = (g*mask)^T x, each reading g and the ReLU mask y: 2*M*N*sizeof(T) bytes more than the model
+//   (measured: 1.33x at 64x64x64 half; 1.06x at the MNIST layer 64x784x256, where it is under the 1.1x budget)
 template <class T, GemmDir DA, GemmDir DB, int VEC>
 __global__ void __launch_bounds__(WmmaTile::THREADS) linear_relu_wmma_kernel(const GemmArgs<T> p) {
   namespace wmma = nvcuda::wmma;
@@ -459,6 +504,10 @@ __global__ void __launch_bounds__(WmmaTile::THREADS) linear_relu_wmma_kernel(con
 // ---------------------------------------------------------------- bias gradient alone
 // Block (32, 8): threadIdx.x owns column n, the 8 rows of threads stride down M; the 8 partial sums
 // meet in shared memory.  Used only when dW is not computed (then nothing else reads the dz tiles).
+// profile-exception linear_relu_bias_grad_kernel sectors: a limit of the emulator's counting, not of the kernel:
+//   the g load sits under the data-dependent ReLU guard inside the m loop, so lanes execute it different numbers
+//   of times and their loads are grouped across iterations (docs/profiling.md); on a GPU each iteration is one
+//   coalesced request of the lanes whose mask is positive (measured here: 3398 sectors above the ideal at 64x256)
 template <class T>
 __global__ void __launch_bounds__(kBiasGradCols * kBiasGradRowThreads)
 linear_relu_bias_grad_kernel(const T* __restrict__ g, int64_t g_rs, int64_t g_cs,  // [M, N]
