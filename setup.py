@@ -153,7 +153,7 @@ def extensions():
     cpu_flags += ["-fopenmp"]
     nvcc = ["-O3", "-std=c++17", "--Werror", "all-warnings", "-lineinfo"]
     incs = [ROOT]
-    sources = ["csrc/ops.cpp", "csrc/autograd.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
+    sources = ["csrc/ops.cpp", "csrc/autograd.cpp", "csrc/triton.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))
     exts = []
     if build_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=ROOT)) + ["csrc/cuda/kernels.cu"]

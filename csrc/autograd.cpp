@@ -1,30 +1,37 @@
-// autograd.cpp -- the ops composed of the backend ops: the differentiable mlp, cross_entropy and nll_loss,
-// each ONE C++ autograd node, and mlp_train_step, a whole training step with no autograd graph (at the end).
+// autograd.cpp -- the ops composed of the backend ops: the differentiable softmax, log_softmax, linear_relu,
+// mlp, cross_entropy and nll_loss, each ONE C++ autograd node, and mlp_train_step, a whole training step with
+// no autograd graph (at the end).
 //
+//   softmax(input, dim), log_softmax(input, dim)                              -> output
+//   linear_relu(input, weight, bias?, relu)                                   -> output
 //   mlp(input, weights[L], biases[L])                                         -> output
 //   cross_entropy(input, target, weight?, reduction, ignore_index, label_smoothing) -> loss
 //   nll_loss(input, target, weight?, reduction, ignore_index)                 -> loss
 //
 // Each is a CompositeImplicitAutograd kernel around a torch::autograd::Function whose forward calls the
 // backend op (<op>_fwd) and whose backward calls <op>_bwd, both through the dispatcher -- so one kernel
-// serves the CPU kernels, the CUDA kernels and (compiled again with PYOPS_SIM) the emulated ones.  The
-// Python API calls these ops directly: the autograd node is C++ (torch's own CppNode), so a training step
-// pays no Python autograd.Function on either side (pyops/mlp.py, pyops/cross_entropy.py measure the
-// difference).  What is saved is what the Python Functions saved for Triton: the input and weights and the
-// hidden outputs for mlp (never a pre-activation); the caller's logits, target, weight and the per-row lse
-// for cross_entropy -- nothing of size N x C besides the caller's own input.
+// serves every backend: the CPU and CUDA kernels (namespace pyops), the emulated CUDA kernels (compiled
+// again with PYOPS_SIM: pyops_sim) and the Triton kernels (compiled again by csrc/triton.cpp with
+// PYOPS_NS = pyops_triton).  The Python API calls these ops directly: the autograd node is C++
+// (torch's own CppNode), so a training step pays no Python autograd.Function on either side -- at the MNIST
+// sizes a Python node costs about what the kernels cost.  What is saved: the output for softmax (the
+// backward needs only y); input, weight and (ReLU) the output for linear_relu, never the pre-activation;
+// the input, weights and hidden outputs for mlp; the caller's logits, target, weight and the per-row lse for
+// cross_entropy -- nothing of size N x C besides the caller's own input.
 //
-// The backwards run below autograd and without grad mode, as Python's once_differentiable: a double backward
-// through them fails loudly (the gradient does not require grad) instead of returning zeros.  The derivative
-// for the class weights is not implemented, as in PyTorch.
+// The backwards run below autograd and without grad mode: a double backward through them fails loudly (the
+// gradient does not require grad) instead of returning zeros.  The derivative for the class weights is not
+// implemented, as in PyTorch.
 //
 // Under torch.compile these ops decompose (CompositeImplicitAutograd) into <op>_fwd / <op>_bwd, whose fakes
-// pyops/_ops.py registers.
+// pyops/_checks.py registers.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <array>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -53,6 +60,74 @@ struct BelowAutograd {
 };
 
 std::optional<Tensor> opt(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
+
+// ---------------------------------------------------------------- softmax, log_softmax
+template <bool Log>
+struct SoftmaxFunction : torch::autograd::Function<SoftmaxFunction<Log>> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, int64_t dim) {
+    static const auto fwd = find_op<Tensor(const Tensor&, int64_t)>(
+        Log ? PYOPS_QUALIFIED("log_softmax_fwd") : PYOPS_QUALIFIED("softmax_fwd"));
+    Tensor output;
+    {
+      BelowAutograd guard;
+      output = fwd.call(input, dim);
+    }
+    ctx->save_for_backward({output});
+    ctx->saved_data["dim"] = dim;
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto bwd = find_op<Tensor(const Tensor&, const Tensor&, int64_t)>(
+        Log ? PYOPS_QUALIFIED("log_softmax_bwd") : PYOPS_QUALIFIED("softmax_bwd"));
+    Tensor grad_input;
+    if (ctx->needs_input_grad(0)) {
+      BelowAutograd guard;
+      grad_input = bwd.call(grad_outputs[0], ctx->get_saved_variables()[0], ctx->saved_data["dim"].toInt());
+    }
+    return {grad_input, Tensor()};
+  }
+};
+
+Tensor softmax(const Tensor& input, int64_t dim) { return SoftmaxFunction<false>::apply(input, dim); }
+Tensor log_softmax(const Tensor& input, int64_t dim) { return SoftmaxFunction<true>::apply(input, dim); }
+
+// ---------------------------------------------------------------- linear_relu
+struct LinearFunction : torch::autograd::Function<LinearFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight,
+                        const std::optional<Tensor>& bias, bool relu) {
+    static const auto fwd = find_op<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, bool)>(
+        PYOPS_QUALIFIED("linear_relu_fwd"));
+    Tensor output;
+    {
+      BelowAutograd guard;
+      output = fwd.call(input, weight, bias, relu);
+    }
+    ctx->save_for_backward({input, weight, relu ? output : Tensor()});  // the ReLU mask: the output's sign
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    static const auto bwd = find_op<std::tuple<Tensor, Tensor, Tensor>(
+        const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, std::array<bool, 3>)>(
+        PYOPS_QUALIFIED("linear_relu_bwd"));
+    const variable_list s = ctx->get_saved_variables();
+    // the edges: input, weight, then bias when given
+    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                   ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
+    Tensor gx, gw, gb;
+    {
+      BelowAutograd guard;
+      std::tie(gx, gw, gb) = bwd.call(grad_outputs[0], s[0], s[1], opt(s[2]), mask);
+    }
+    return {mask[0] ? gx : Tensor(), mask[1] ? gw : Tensor(), mask[2] ? gb : Tensor(), Tensor()};
+  }
+};
+
+Tensor linear_relu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias, bool relu) {
+  return LinearFunction::apply(input, weight, bias, relu);
+}
 
 // ---------------------------------------------------------------- mlp
 struct MLPFunction : torch::autograd::Function<MLPFunction> {
@@ -303,6 +378,9 @@ static_assert(std::is_same_v<decltype(mlp_train_step), MlpTrainStepSig>,
 }  // namespace
 
 PYOPS_LIBRARY_IMPL(CompositeImplicitAutograd, m) {
+  m.impl("softmax", &softmax);
+  m.impl("log_softmax", &log_softmax);
+  m.impl("linear_relu", &linear_relu);
   m.impl("mlp", &mlp);
   m.impl("cross_entropy", &cross_entropy);
   m.impl("nll_loss", &nll_loss);

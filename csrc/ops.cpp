@@ -1,11 +1,15 @@
-// ops.cpp -- every operator schema of pyops, in one place, and the Python module of the extension.
+// ops.cpp -- every operator schema of pyops, written once (define_schemas), and the Python module of the
+// extension.
 //
-// The same file builds two namespaces: `pyops` in pyops._C (CPU kernels from csrc/cpu, CUDA kernels
-// from csrc/cuda) and, with PYOPS_SIM, `pyops_sim` in pyops._C_sim (the CUDA kernels run by the
-// CUDA-on-CPU emulator).  Python adds fake (meta) implementations for both (pyops/_ops.py), so
-// torch.compile traces every op without running it.
+// The schemas are defined in three operator namespaces, one per backend family: `pyops` in pyops._C (CPU
+// kernels from csrc/cpu, CUDA kernels from csrc/cuda), `pyops_triton` in pyops._C too (the Triton kernels,
+// registered from Python by kernels/__init__.py; the composite ops from csrc/triton.cpp) and, when this file
+// is compiled again with PYOPS_SIM, `pyops_sim` in pyops._C_sim (the CUDA kernels run by the CUDA-on-CPU
+// emulator).  Python adds fake (meta) implementations for all three (pyops/_checks.py), so torch.compile
+// traces every op without running it.  docs/architecture.md has the map.
 //
-// Naming: <op>_fwd / <op>_bwd.  Backward ops take what the forward saved.
+// Naming: <op>_fwd / <op>_bwd are the backend ops (the kernels); <op> is the differentiable op over them, one
+// C++ autograd node (csrc/autograd.cpp).  Backward ops take what the forward saved.
 #include <Python.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/utils/pybind.h>
@@ -26,7 +30,9 @@ void reset_launch_counts();
 }  // namespace pyops::sim
 #endif
 
-PYOPS_LIBRARY(m) {
+namespace {
+
+void define_schemas(torch::Library& m) {
   // softmax family: dim is any dim of input; output has input's shape (csrc/softmax.h)
   m.def("softmax_fwd(Tensor input, int dim) -> Tensor");
   m.def("log_softmax_fwd(Tensor input, int dim) -> Tensor");
@@ -62,7 +68,10 @@ PYOPS_LIBRARY(m) {
         "Tensor total_weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 
   // the differentiable ops the Python API calls: one C++ autograd node each over the ops above
-  // (csrc/autograd.cpp); biases as in mlp_fwd, the loss arguments as in the losses' _fwd
+  // (csrc/autograd.cpp); the arguments as in the <op>_fwd above
+  m.def("softmax(Tensor input, int dim) -> Tensor");
+  m.def("log_softmax(Tensor input, int dim) -> Tensor");
+  m.def("linear_relu(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
   m.def("mlp(Tensor input, Tensor[] weights, Tensor?[] biases) -> Tensor");
   m.def("nll_loss(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index) -> Tensor");
   m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
@@ -77,6 +86,13 @@ PYOPS_LIBRARY(m) {
         "bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, bool log_softmax_nll, "
         "Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 }
+
+}  // namespace
+
+PYOPS_LIBRARY(m) { define_schemas(m); }
+#if !defined(PYOPS_SIM)
+TORCH_LIBRARY(pyops_triton, m) { define_schemas(m); }
+#endif
 
 // ---- Python module: importing it runs the registrations above; a few functions describe the build.
 namespace {

@@ -1,13 +1,27 @@
 """pyops' Triton kernels, one module per op (installed as ``pyops.kernels``).
 
-Each module holds the ``@triton.jit`` kernels and a launcher that takes [rows, cols]-shaped tensors
-with their strides; the argument checks and the autograd wiring live in ``pyops/<op>.py``.
+Each module holds the ``@triton.jit`` kernels, a launcher that takes [rows, cols]-shaped tensors with
+their strides, and the glue: the functions named like the ops (``softmax_fwd``, ``linear_relu_bwd``, ...)
+that implement ``pyops_triton::<op>`` -- schemas in csrc/ops.cpp, the same as every backend's.  register()
+below makes them the op's CPU (interpreter) and CUDA kernels; the differentiable ops, mlp_fwd/_bwd and
+mlp_train_step over them are C++ (csrc/triton.cpp), as on every backend.
 Triton decides at decoration time whether a kernel runs in its interpreter: set
-``TRITON_INTERPRET=1`` before this package is first imported to run the kernels on CPU tensors.
+``TRITON_INTERPRET=1`` before this package's op modules are first imported to run the kernels on CPU tensors.
 """
 import importlib
 
 LAUNCHES: dict = {}  # kernel name -> launches, so tests can assert which variant ran
+
+#: pyops_triton op -> the module of this package whose function of the same name implements it
+OPS = {
+    "softmax_fwd": "softmax", "log_softmax_fwd": "softmax", "softmax_bwd": "softmax", "log_softmax_bwd": "softmax",
+    "linear_relu_fwd": "linear_relu", "linear_relu_bwd": "linear_relu",
+    "cross_entropy_fwd": "cross_entropy", "cross_entropy_bwd": "cross_entropy",
+    "nll_loss_fwd": "cross_entropy", "nll_loss_bwd": "cross_entropy",
+    "adam_step": "adam",
+}
+
+_library = None
 
 
 def count_launch(name: str) -> None:
@@ -20,3 +34,27 @@ def interpreted() -> bool:
 
     softmax = importlib.import_module("pyops.kernels.softmax")
     return isinstance(softmax.softmax_fwd_kernel, InterpretedFunction)
+
+
+def _kernel(op: str, module: str):
+    # The op's module (and triton with it) is imported at the first call, not at `import pyops`.
+    def run(*args):
+        return getattr(importlib.import_module(f"pyops.kernels.{module}"), op)(*args)
+
+    run.__name__ = op
+    return run
+
+
+def register() -> None:
+    """Make every function of OPS the CPU and CUDA kernel of its pyops_triton op (once per process)."""
+    global _library
+    if _library is not None:
+        return
+    import torch
+
+    _library = torch.library.Library("pyops_triton", "IMPL")
+    for op, module in OPS.items():
+        # a sparse gradient sends adam_step to the Sparse keys: registered there so that its checks answer
+        # (with "sparse gradients are not supported"), as on the C++ backends
+        for key in ("CPU", "CUDA") + (("SparseCPU", "SparseCUDA") if op == "adam_step" else ()):
+            _library.impl(op, _kernel(op, module), key)

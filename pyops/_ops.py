@@ -1,10 +1,12 @@
 """Loading of the compiled extensions and what each backend can run.
 
-Operator namespaces, one per backend family, all with the same op names and schemas:
+Operator namespaces, one per backend family, all with the same op names and schemas (csrc/ops.cpp):
   torch.ops.pyops         pyops._C: the C++ CPU kernels (CPU tensors) and CUDA kernels (CUDA tensors)
   torch.ops.pyops_sim     pyops._C_sim: the CUDA kernels run by the CUDA-on-CPU emulator (CPU tensors)
-  torch.ops.pyops_triton  the Triton kernels (torch.library.custom_op, defined in pyops/<op>.py)
-Every op also gets a fake (meta) implementation here, so torch.compile traces it without running it.
+  torch.ops.pyops_triton  pyops._C defines it; the Triton kernels are its CPU (interpreter) and CUDA kernels,
+                          registered by pyops.kernels.register() (kernels/__init__.py)
+Every backend op also gets a fake (meta) implementation (pyops/_checks.py), so torch.compile traces it
+without running it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ except ImportError as e:
     _SIM_ERROR = str(e)
 else:
     _SIM_ERROR = ""
+
+from .kernels import register as _register_triton_kernels  # noqa: E402  (imports neither triton nor a kernel)
+
+_register_triton_kernels()
 
 BUILD = _C.build_info()
 NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
@@ -56,15 +62,20 @@ def triton_missing() -> str:
 _REASONS: dict = {}
 
 
-# Fixed for the life of the process, so cached; torch.compile runs it while tracing and keeps the
-# answer as a constant (it imports modules, which a traced graph cannot contain).
-@torch._dynamo.assume_constant_result
 def unavailable_reason(backend: str, device: torch.device) -> str:
     """'' if ``backend`` can run tensors on ``device`` here, else why not and what to do."""
     key = (backend, str(device))
     if key not in _REASONS:
         _REASONS[key] = _unavailable_reason(backend, device.type, str(device))
     return _REASONS[key]
+
+
+# Fixed for the life of the process, so cached; torch.compile runs it while tracing and keeps the answer as a
+# constant (it imports modules, which a traced graph cannot contain).  torch._dynamo.assume_constant_result only
+# sets this attribute, but importing torch._dynamo to call it costs more than all of pyops' import (~1.4 s of a
+# ~4.4 s `import pyops`); the attribute is set here instead and tests/test_build.py checks that dynamo's
+# decorator still means exactly this.
+unavailable_reason._dynamo_marked_constant = True
 
 
 def _unavailable_reason(backend: str, dev: str, device: str) -> str:
@@ -108,8 +119,8 @@ def available_backends(device: str = "cpu") -> list[str]:
 
 
 def register_fake(name: str, fn):
-    """Register ``fn`` as the fake implementation of ``name`` in the C++ namespaces (pyops, pyops_sim)."""
-    for ns in ("pyops",) + (("pyops_sim",) if _C_sim is not None else ()):
+    """Register ``fn`` as the fake implementation of ``name`` in every namespace."""
+    for ns in ("pyops", "pyops_triton") + (("pyops_sim",) if _C_sim is not None else ()):
         torch.library.register_fake(f"{ns}::{name}")(fn)
     return fn
 

@@ -5,7 +5,7 @@ One step, top to bottom:
   Adam.step()                    per param group, per (device, dtype) bucket: the cached lists of
                                  params and state, plus this step's grads
   -> torch.ops.<ns>.adam_step    ns = pyops (cpu, cuda), pyops_sim (cuda-sim), pyops_triton (triton);
-                                 schema in csrc/ops.cpp, fake below
+                                 schema in csrc/ops.cpp
   -> cpu: csrc/cpu/adam.cpp | cuda, cuda-sim: csrc/cuda/adam.cpp -> kernels/cuda/adam.cuh
      | triton: kernels/adam.py
 
@@ -33,8 +33,6 @@ and on load_state_dict / add_param_group.  Replacing a state tensor object by ha
 from __future__ import annotations
 
 import functools
-from typing import Optional
-
 import torch
 from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
@@ -43,91 +41,6 @@ from torch.optim.adam import adam as _torch_adam
 from . import _backend, _checks, _ops
 
 __all__ = ["Adam", "AdamW"]
-
-
-# ---------------------------------------------------------------- the registered op (fake + Triton)
-def _fake_adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
-                    beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    return None
-
-
-_ops.register_fake("adam_step", _fake_adam_step)
-
-_MUTATED = ("params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "state_steps", "counters")
-
-
-def _dense(t: Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill one block of memory (some dim order is contiguous)."""
-    expected = 1
-    for d in sorted(range(t.dim()), key=t.stride):
-        if t.size(d) != 1:
-            if t.stride(d) != expected:
-                return False
-            expected *= t.size(d)
-    return True
-
-
-def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
-                 capturable):
-    """The checks of csrc/adam.h, for the Triton op (the C++ ops run those)."""
-    op = "adam_step"
-    n = len(params)
-    for name, lst, want in [("grads", grads, n), ("exp_avgs", exp_avgs, n), ("exp_avg_sqs", exp_avg_sqs, n),
-                            ("state_steps", state_steps, n), ("max_exp_avg_sqs", max_exp_avg_sqs, n if amsgrad else 0)]:
-        if len(lst) != want:
-            raise RuntimeError(f"{op}: expected {want} {name} (one per param), got {len(lst)}")
-    if n == 0:
-        return
-    p0 = params[0]
-    for i, (p, g) in enumerate(zip(params, grads)):
-        _checks.check_floating(p, op, f"params[{i}]")
-        if p.dtype != p0.dtype or p.device != p0.device:
-            raise RuntimeError(f"{op}: expected every param of one call to have one dtype and device ({p0.dtype} on "
-                               f"{p0.device}, from params[0]), params[{i}] is {p.dtype} on {p.device}")
-        if not _dense(p):
-            raise RuntimeError(f"{op}: params[{i}] must be dense and non-overlapping (strides {p.stride()})")
-        if g.is_sparse:
-            raise RuntimeError(f"{op}: grads[{i}] is sparse; Adam does not support sparse gradients, please consider "
-                               "SparseAdam instead")
-        state_dtype = torch.float32 if p.dtype in _checks.HALF_TYPES else p.dtype
-        tensors = [("grads", g, p.dtype), ("exp_avgs", exp_avgs[i], state_dtype),
-                   ("exp_avg_sqs", exp_avg_sqs[i], state_dtype)]
-        if amsgrad:
-            tensors.append(("max_exp_avg_sqs", max_exp_avg_sqs[i], state_dtype))
-        for name, t, dt in tensors:
-            if t.dtype != dt or t.device != p.device or t.shape != p.shape or t.stride() != p.stride():
-                raise RuntimeError(f"{op}: expected {name}[{i}] to match params[{i}] ({dt}, {p.device}, shape "
-                                   f"{tuple(p.shape)}, strides {p.stride()}), got {t.dtype}, {t.device}, shape "
-                                   f"{tuple(t.shape)}, strides {t.stride()}")
-        s = state_steps[i]
-        if s.numel() != 1 or s.dtype not in _checks.FLOAT_TYPES:
-            raise RuntimeError(f"{op}: expected state_steps[{i}] to be a one-element float32/float64 tensor")
-        if (s.device != p.device) if capturable else (s.device.type != "cpu"):
-            raise RuntimeError(f"{op}: capturable={capturable} keeps steps on "
-                               f"{'the params device' if capturable else 'the CPU'}; state_steps[{i}] is on {s.device}")
-    if capturable and (counters is None or counters.dtype != torch.int32 or counters.numel() < n
-                       or counters.device != p0.device):
-        raise RuntimeError(f"{op}: capturable=True needs `counters`: an int32 tensor of {n} zeros on {p0.device}")
-    if lr_tensor is not None and (lr_tensor.numel() != 1 or lr_tensor.dtype not in _checks.FLOAT_TYPES):
-        raise RuntimeError(f"{op}: expected the lr tensor to be a one-element float32/float64 tensor")
-
-
-@torch.library.custom_op("pyops_triton::adam_step", mutates_args=_MUTATED)
-def _triton_adam_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-                      max_exp_avg_sqs: list[Tensor], state_steps: list[Tensor], lr_tensor: Optional[Tensor],
-                      counters: Optional[Tensor], lr: float, beta1: float, beta2: float, weight_decay: float,
-                      eps: float, amsgrad: bool, maximize: bool, decoupled_weight_decay: bool,
-                      capturable: bool) -> None:
-    from .kernels import adam as k
-
-    _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
-                 capturable)
-    if params:
-        k.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
-                    beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)
-
-
-_triton_adam_step.register_fake(_fake_adam_step)
 
 
 # ---------------------------------------------------------------- the optimizer

@@ -10,10 +10,9 @@ with no autograd graph.
 
   pyops.mlp_train_step(...)            checks, the optimizer's state lists (created as its step() would),
                                        picks the backend
-  -> torch.ops.<ns>.mlp_train_step     cpu / cuda / cuda-sim: csrc/autograd.cpp, a C++ function calling
-                                       mlp_fwd, cross_entropy_fwd/_bwd (or log_softmax + nll_loss and their
-                                       backwards), mlp_bwd and adam_step through the dispatcher;
-                                       triton: the same sequence of the Triton ops, below
+  -> torch.ops.<ns>.mlp_train_step     csrc/autograd.cpp, a C++ function calling mlp_fwd, cross_entropy_fwd/
+                                       _bwd (or log_softmax + nll_loss and their backwards), mlp_bwd and
+                                       adam_step of the backend's namespace through the dispatcher
 What it removes is what surrounds the kernels in an autograd step: the engine and its nodes, accumulating
 the gradients into ``.grad``, the Python of the loss, of backward() and of optimizer.step().  At the MNIST
 sizes that is a quarter of the step (docs/train_step.md has the measurements).
@@ -34,72 +33,12 @@ from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
-from .cross_entropy import _class_targets, _reduction_code
-from .mlp import _as_lists
 from .optim import Adam
 
 __all__ = ["mlp_train_step", "LOSSES"]
 
 #: the losses mlp_train_step computes on the MLP's output
 LOSSES = ("cross-entropy", "nll")
-
-_MUTATED = ("weights", "biases", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "state_steps", "counters")
-_SCHEMA = ("(Tensor input, Tensor target, Tensor(a!)[] weights, Tensor(b!)[] biases, bool[] with_bias, "
-           "Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] state_steps, "
-           "Tensor? lr_tensor, Tensor(g!)? counters, float lr, float beta1, float beta2, float weight_decay, "
-           "float eps, bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, "
-           "bool log_softmax_nll, Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> Tensor")
-
-
-def _fake(input, target, weights, biases, with_bias, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor,
-          counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable,
-          log_softmax_nll, weight, reduction, ignore_index, label_smoothing):
-    return input.new_empty(())  # (the C++ op is CompositeImplicitAutograd: it decomposes into ops with fakes)
-
-
-# ---------------------------------------------------------------- Triton: the C++ function's sequence, in Python
-def _triton_train_step(input: Tensor, target: Tensor, weights: list[Tensor], biases: list[Tensor],
-                       with_bias: list[bool], exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor],
-                       max_exp_avg_sqs: list[Tensor], state_steps: list[Tensor], lr_tensor: Optional[Tensor],
-                       counters: Optional[Tensor], lr: float, beta1: float, beta2: float, weight_decay: float,
-                       eps: float, amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, capturable: bool,
-                       log_softmax_nll: bool, weight: Optional[Tensor], reduction: int, ignore_index: int,
-                       label_smoothing: float) -> Tensor:
-    ops, op, L = _ops.ops("triton"), "mlp_train_step", len(weights)
-    if len(with_bias) != L or sum(with_bias) != len(biases):
-        raise ValueError(f"{op}: with_bias ({list(with_bias)}) must have one entry per layer ({L}) and name the "
-                         f"{len(biases)} biases given")
-    if input.dim() != 2 or target.dim() != 1 or target.shape[0] != input.shape[0]:
-        raise ValueError(f"{op}: expected input of shape (batch, in_features) and target of shape (batch,), got "
-                         f"{list(input.shape)} and {list(target.shape)}")
-    if reduction not in (1, 2):
-        raise ValueError(f"{op}: expected reduction mean (1) or sum (2) -- a training step needs a scalar loss -- "
-                         f"got {reduction}")
-    it = iter(biases)
-    outs = ops.mlp_fwd(input, weights, [next(it) if has else None for has in with_bias])
-    logits = outs[-1]
-    if not log_softmax_nll:
-        loss, lse, total_weight = ops.cross_entropy_fwd(logits, target, weight, reduction, ignore_index, label_smoothing)
-        grad_logits = ops.cross_entropy_bwd(torch.ones_like(loss), logits, target, weight, lse, total_weight,
-                                            reduction, ignore_index, label_smoothing)
-    else:
-        if label_smoothing != 0.0:
-            raise ValueError(f"{op}: label_smoothing applies to cross-entropy, not to log_softmax + nll")
-        log_probs = ops.log_softmax_fwd(logits, 1)
-        loss, total_weight = ops.nll_loss_fwd(log_probs, target, weight, reduction, ignore_index)
-        grad_log_probs = ops.nll_loss_bwd(torch.ones_like(loss), log_probs, target, weight, total_weight, reduction,
-                                          ignore_index)
-        grad_logits = ops.log_softmax_bwd(grad_log_probs, log_probs, 1)
-    grads = ops.mlp_bwd(grad_logits, input, weights, outs[:-1], [False] + [True] * L + list(with_bias))
-    param_grads = grads[1:1 + L] + [g for g, has in zip(grads[1 + L:], with_bias) if has]
-    ops.adam_step([*weights, *biases], param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor,
-                  counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)
-    return loss
-
-
-torch.library.custom_op("pyops_triton::mlp_train_step", mutates_args=_MUTATED, schema=_SCHEMA)(
-    _triton_train_step).register_fake(_fake)
-
 
 # ---------------------------------------------------------------- backend "torch": the autograd step of stock ops
 def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, reduction, ignore_index,
@@ -195,10 +134,8 @@ class _Plan:
             return value
         if self.call is not None:  # the C++ op with its lists converted once (_C.TrainStepCall)
             return self.call(input, target, lr_tensor, bucket.counters, *hyper)
-        if self.name != "triton":  # the C++ op runs its ops below autograd and without grad mode itself
-            return self.run(input, target, *self.static, lr_tensor, bucket.counters, *hyper, *self.tail)
-        with torch.no_grad():  # the Triton op updates the leaf parameters in place, as optimizer.step() does
-            return self.run(input, target, *self.static, lr_tensor, bucket.counters, *hyper, *self.tail)
+        # (the op runs its ops below autograd and without grad mode itself)
+        return self.run(input, target, *self.static, lr_tensor, bucket.counters, *hyper, *self.tail)
 
 
 def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_index, reduction, label_smoothing,
@@ -216,12 +153,12 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
     if loss not in LOSSES:
         raise ValueError(f"{op}: unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
     given_biases = biases
-    weights, biases = _as_lists(op, weights, biases)
-    reduction_name, code = _reduction_code(op, None, None, reduction)
+    weights, biases = _checks.as_mlp_lists(op, weights, biases)
+    reduction_name, code = _checks.loss_reduction(op, None, None, reduction)
     if code == 0:
         raise ValueError(f"{op}: reduction 'none' gives a loss per sample; a training step needs a scalar loss "
                          "(expected 'mean' or 'sum')")
-    target = _class_targets(op, input, target)
+    target = _checks.class_targets(op, input, target)
     nll = loss == "nll"
     if nll and label_smoothing:
         raise ValueError(f"{op}: label_smoothing applies to loss='cross-entropy', not to 'nll'")
@@ -252,7 +189,7 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
                        bucket.max_exp_avg_sqs, bucket.steps)
         plan.tail = (nll, weight, code, ignore_index, float(label_smoothing))
     if not torch.compiler.is_compiling():
-        if name != "torch" and name != "triton":
+        if name != "torch":
             # the same op called from C++ with the lists converted once: torch.ops converts every element of
             # every list at each call (~16 us a step); torch.compile traces plan.run instead
             plan.call = _ops._C.TrainStepCall(f"{_ops.NAMESPACES[name]}::mlp_train_step", *plan.static,

@@ -12,7 +12,7 @@ CPU_BACKENDS = [b for b in pyops.available_backends("cpu") if b != "torch"]
 #: backends that execute on CUDA tensors when a GPU exists
 GPU_BACKENDS = ["cuda", "triton"]
 
-# Tolerances of DESIGN.md "Numerics", per dtype.
+# The tolerances of docs/testing.md ("Tolerances"), per dtype.
 TOL = {
     torch.float64: dict(rtol=1e-7, atol=1e-10),
     torch.float32: dict(rtol=1e-5, atol=1e-6),

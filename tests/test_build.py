@@ -228,6 +228,33 @@ def test_global_kernel_parser():
     assert global_kernels(src) == ["two_lines", "plain", "nested_parens"]
 
 
+# ---------------------------------------------------------------- what `import pyops` loads
+def test_import_leaves_compile_support_and_triton_unloaded():
+    """`import pyops` costs little over `import torch`: torch._dynamo, torch._inductor and triton (seconds
+    between them) load only when something uses them -- torch.compile, a Triton kernel."""
+    import subprocess
+    import sys
+
+    heavy = ("torch._dynamo", "torch._inductor", "triton")
+    code = f"import sys, pyops; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_constant_result_mark_is_dynamos():
+    """pyops/_ops.py marks unavailable_reason as dynamo's assume_constant_result does, without importing
+    dynamo: the decorator must still set exactly that attribute (else torch.compile would trace the function)."""
+    import torch._dynamo
+
+    def f():
+        return ""
+
+    before = dict(f.__dict__)
+    torch._dynamo.assume_constant_result(f)
+    assert {k: v for k, v in f.__dict__.items() if k not in before} == {"_dynamo_marked_constant": True}
+    assert _ops.unavailable_reason._dynamo_marked_constant is True
+
+
 # ---------------------------------------------------------------- the CMake build for C++ users
 @pytest.mark.slow
 def test_cmake_build_and_ctest():

@@ -17,7 +17,7 @@ from pyops.kernels import linear_relu as triton_linear
 FNS = {"linear_relu": (pyops.linear_relu, lambda x, w, b=None: F.relu(F.linear(x, w, b))),
        "linear": (pyops.linear, F.linear)}
 NAMESPACES = {"cpu": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
-# GEMMs: DESIGN.md "Numerics" -- float32 reductions over many products are compared at rtol 1e-4; the
+# GEMMs: docs/testing.md, "Tolerances" -- float32 reductions over many products are compared at rtol 1e-4; the
 # absolute floor covers outputs near 0 that are sums of products of size ~1 in a different order.
 GEMM_TOL = dict(rtol=1e-4, atol=1e-5)
 
@@ -512,6 +512,25 @@ def test_opcheck(backend, relu):
         torch.library.opcheck(ns.linear_relu_fwd.default, args)
     for args in bwd:
         torch.library.opcheck(ns.linear_relu_bwd.default, args)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_cpp_node(backend, bias):
+    """The differentiable op of csrc/autograd.cpp on every backend: one C++ node, its edges to input, weight
+    and (when given) bias, saving x, W and the output -- never the pre-activation; opcheck with grads."""
+    x, w, b = make((3, 4), 5, torch.float64)
+    b = b if bias else None
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = pyops.linear_relu(x, w, b, backend=backend)
+    assert "CppNode" in y.grad_fn.name(), y.grad_fn.name()
+    assert len(saved) == 3 and saved[0] is x and saved[1] is w and saved[2] is y
+    leaves = [x, w] + ([b] if bias else [])
+    assert [fn.variable for fn, _ in y.grad_fn.next_functions] == leaves
+    ns = getattr(torch.ops, NAMESPACES[backend])
+    for relu in (True, False):
+        torch.library.opcheck(ns.linear_relu.default, (x, w, b, relu))
 
 
 def test_cuda_kernels_registered():

@@ -137,7 +137,7 @@ def test_one_op_each_way(backend):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_saves_no_preactivation(backend):
     """Saved for backward: the input, the weights and the hidden outputs -- nothing else (the C++ node of
-    cpu / cuda-sim and the Python node of triton alike: the saved-tensor hooks see both)."""
+    every backend: the saved-tensor hooks see it)."""
     ws, bs = params((5, 4, 3, 2), torch.float32)
     x = torch.randn(3, 5)
     saved = []
@@ -153,7 +153,7 @@ def test_saves_no_preactivation(backend):
 @pytest.mark.parametrize("bias", ["all", "some", "none"])
 def test_one_node_to_the_leaves(backend, bias):
     """One autograd node for the whole network, its edges straight to the leaves (input, weights, the biases
-    that exist); on the compiled backends a C++ node, no Python autograd.Function."""
+    that exist); on every backend a C++ node, no Python autograd.Function."""
     ws, bs = params((5, 4, 3, 2), torch.float32)
     bs = {"all": bs, "some": [bs[0], None, bs[2]], "none": [None] * 3}[bias]
     x = torch.randn(3, 5, requires_grad=True)
@@ -162,8 +162,7 @@ def test_one_node_to_the_leaves(backend, bias):
     edges = [fn for fn, _ in y.grad_fn.next_functions]
     assert len(edges) == len(leaves)
     assert all(fn.name() == "torch::autograd::AccumulateGrad" and fn.variable is leaf for fn, leaf in zip(edges, leaves))
-    cpp = backend != "triton"
-    assert ("CppNode" in y.grad_fn.name()) == cpp, y.grad_fn.name()
+    assert "CppNode" in y.grad_fn.name(), y.grad_fn.name()
     y.sum().backward()
     assert all(t.grad is not None for t in leaves)
 
@@ -178,10 +177,10 @@ def test_opcheck(backend):
     torch.library.opcheck(ops.mlp_fwd, (x, ws, [None, None]))
     outs = ops.mlp_fwd(x, ws, bs)
     torch.library.opcheck(ops.mlp_bwd, (torch.randn(3, 3), x, ws, outs[:-1], [True, True, True, True, True]))
-    if backend != "triton":  # the differentiable op of csrc/autograd.cpp, with everything requiring grad
-        grad = [t.clone().requires_grad_() for t in (x, *ws, *bs)]
-        torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], grad[3:]))
-        torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], [grad[3], None]))
+    # the differentiable op of csrc/autograd.cpp, with everything requiring grad
+    grad = [t.clone().requires_grad_() for t in (x, *ws, *bs)]
+    torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], grad[3:]))
+    torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], [grad[3], None]))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -119,7 +119,7 @@ def test_pyops_matches_stock_first_steps(backend, loss):
     g = torch.Generator().manual_seed(0)
     for i in range(steps):
         x, y = torch.randn(batch, 784, generator=g), torch.randint(0, 10, (batch,), generator=g)
-        # rtol 1e-4: the losses go through GEMMs with K = 784 (DESIGN.md: rtol 1e-4 for GEMMs), and each
+        # rtol 1e-4: the losses go through GEMMs with K = 784 (docs/testing.md, "Tolerances": rtol 1e-4 for GEMMs), and each
         # Adam step's update m/sqrt(v) turns tiny gradient rounding differences into lr-sized ones
         torch.testing.assert_close(ours.step(x, y), stock.step(x, y), rtol=1e-4, atol=1e-5,
                                    msg=lambda m: f"step {i}: {m}")
@@ -207,7 +207,7 @@ def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
         assert rows["pyops-cpu-one-op"]["losses"] == rows["pyops-cpu-cross-entropy"]["losses"]
         for c in pyops_rows:
             assert c["status"] == "ok" and c["ms_per_step"] > 0 and c["max_abs_loss_diff_vs_stock_eager"] < 1e-3
-            # the budget: <= 14 dispatched kernel ops per training step (mlp op, loss, Adam)
+            # the budget: <= 14 dispatched kernel ops per training step (mlp op, loss, Adam)
             assert c["ops_per_step"]["kernel_ops"] <= 14, c["ops_per_step"]
         # the stock model after pyops.optimize: trained on the pyops mlp, log_softmax and Adam kernels
         dropin = rows["pyops-dropin"]

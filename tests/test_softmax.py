@@ -213,6 +213,20 @@ def test_opcheck(backend, op):
     opcheck_samples(NAMESPACES[backend], op, _op_samples(op))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_one_cpp_node(backend, op):
+    """The differentiable op of csrc/autograd.cpp on every backend: one C++ node saving only the output, and
+    opcheck with an input that requires grad (autograd registration, fakes)."""
+    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = getattr(pyops, op)(x, 1, backend=backend)
+    assert "CppNode" in y.grad_fn.name(), y.grad_fn.name()
+    assert len(saved) == 1 and saved[0] is y
+    opcheck_samples(NAMESPACES[backend], op, [(x, 1), (x.detach().t().requires_grad_(), 0)])
+
+
 def test_cuda_kernels_registered():
     assert_kernels_registered(OPS)
 

@@ -63,13 +63,16 @@ template <class T> struct RowStats {
   T m = -std::numeric_limits<T>::infinity(), s = 0, d = 0;
 };
 
-// (m, s) += (m2, s2): the online merge of common.cuh, on the CPU.
-template <class T> inline void online_merge(T& m, T& s, T m2, T s2) {
-  if (m2 > m) {
-    s = s * std::exp(m - m2) + s2;
-    m = m2;
-  } else if (m2 != -std::numeric_limits<T>::infinity()) {  // NaN lands here and propagates
-    s += s2 * std::exp(m2 - m);
+// (m, s) += one value v: the rule of online_add in kernels/cuda/common.cuh -- a larger v rescales the sum,
+// -inf adds nothing, NaN lands in the sum and propagates.  A host definition of its own, under its own name:
+// common.cuh is device code (its exp_ is the device's, it needs the CUDA headers, which the CPU-only build
+// lacks), and the CPU merges its vector lanes differently (row_stats_contiguous, below).
+template <class T> inline void host_online_add(T& m, T& s, T v) {
+  if (v > m) {
+    s = s * std::exp(m - v) + T(1);
+    m = v;
+  } else if (v != -std::numeric_limits<T>::infinity()) {
+    s += std::exp(v - m);
   }
 }
 
@@ -138,7 +141,7 @@ template <class T, bool SMOOTH> RowStats<T> row_stats_strided(const T* x, int64_
   RowStats<T> st;
   for (int64_t c = 0; c < classes; ++c) {
     const T v = x[c * ld_c];
-    online_merge(st.m, st.s, v, T(1));
+    host_online_add(st.m, st.s, v);
     if constexpr (SMOOTH) st.d += (w ? w[c] : T(1)) * (v - ref);
   }
   return st;

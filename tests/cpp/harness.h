@@ -55,7 +55,7 @@ long launches(const std::string& name);
 template <class T> struct Dtype;
 template <> struct Dtype<float> {
   static constexpr const char* name = "float";
-  static constexpr double rtol = 1e-5, atol = 1e-6;  // DESIGN.md Numerics (tests/helpers.py TOL)
+  static constexpr double rtol = 1e-5, atol = 1e-6;  // docs/testing.md "Tolerances" (tests/helpers.py TOL)
   static float from(double v) { return float(v); }
   static double to(float v) { return v; }
 };

@@ -153,7 +153,7 @@ template <class T> Ref reference(const Inputs<T>& in, bool nll, double eps) {
   return ref;
 }
 
-// float sums over >= 1000 elements: DESIGN.md allows rtol 1e-4 for such reductions.
+// float sums over >= 1000 elements: docs/testing.md ("Tolerances") allows rtol 1e-4 for such reductions.
 template <class T> double rtol_for(int64_t n) { return std::is_same_v<T, float> && n >= 1000 ? 1e-4 : Dtype<T>::rtol; }
 
 // The forward's outputs, as the glue allocates them (csrc/cross_entropy.h loss_forward_outputs).

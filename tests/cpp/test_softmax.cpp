@@ -73,7 +73,7 @@ template <class T> std::vector<double> ref_backward(const Matrix<T>& g, const Ma
   return dx;
 }
 
-// float sums over >= 1000 elements: DESIGN.md allows rtol 1e-4 for such reductions.
+// float sums over >= 1000 elements: docs/testing.md ("Tolerances") allows rtol 1e-4 for such reductions.
 template <class T> double rtol_for(int64_t cols) {
   return std::is_same_v<T, float> && cols >= 1000 ? 1e-4 : Dtype<T>::rtol;
 }

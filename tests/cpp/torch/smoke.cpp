@@ -10,7 +10,7 @@
 namespace {
 int failures = 0;
 
-// float32, rows of 1000: DESIGN.md's tolerance for reductions over >= 1000 elements (rtol 1e-4).
+// float32, rows of 1000: the tolerance for reductions over >= 1000 elements (rtol 1e-4, docs/testing.md).
 void check(const std::string& what, const at::Tensor& got, const at::Tensor& want) {
   const bool ok = got.sizes() == want.sizes() && at::allclose(got, want, 1e-4, 1e-6);
   printf("%-40s %s (max abs diff %.3g)\n", what.c_str(), ok ? "ok" : "FAIL", (got - want).abs().max().item<double>());
