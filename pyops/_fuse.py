@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import itertools
 import linecache
-import types
 import warnings
 from typing import Optional
 
@@ -493,13 +492,36 @@ _SWAPS = {nn.Linear: pnn.Linear, nn.Softmax: pnn.Softmax, nn.LogSoftmax: pnn.Log
           nn.CrossEntropyLoss: pnn.CrossEntropyLoss}
 
 
-def _install(module: nn.Module, f_train, f_eval) -> None:
-    if f_eval is None:
-        forward = f_train
-    else:
-        def forward(self, *args, **kwargs):
-            return (f_train if self.training else f_eval)(self, *args, **kwargs)
-    object.__setattr__(module, "forward", types.MethodType(forward, module))
+class _FusedForward:
+    """The instance's ``forward``: the train or eval graph's code, by ``module.training`` at call time.
+
+    Pickling (``torch.save(model)``) stores only the module and the backend: the code is generated per
+    process, so a loaded model traces and rewrites itself again at its first call (never the stock forward
+    under a fused marker).  A deep copy shares the code (it reads everything from the module it is given)."""
+
+    __slots__ = ("module", "backend", "fns")
+
+    def __init__(self, module, backend, fns=None):
+        self.module, self.backend, self.fns = module, backend, fns
+
+    def __call__(self, *args, **kwargs):
+        fns = self.fns
+        if fns is None:  # unpickled: the module is complete now
+            f_train, f_eval, _ = _rewrite(self.module, _trace(self.module), self.backend)
+            fns = self.fns = (f_train, f_eval or f_train)
+        return fns[0 if self.module.training else 1](self.module, *args, **kwargs)
+
+    def __reduce__(self):
+        return (_FusedForward, (self.module, self.backend))
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return _FusedForward(copy.deepcopy(self.module, memo), self.backend, self.fns)
+
+
+def _install(module: nn.Module, f_train, f_eval, backend) -> None:
+    object.__setattr__(module, "forward", _FusedForward(module, backend, (f_train, f_eval or f_train)))
 
 
 def _fuse_module(module: nn.Module, path: str, info: _Fused, strict: bool) -> None:
@@ -529,7 +551,7 @@ def _fuse_module(module: nn.Module, path: str, info: _Fused, strict: bool) -> No
                 _fuse_module(child, child_path, info, strict)  # a block of its own: traced on its own
         return
     f_train, f_eval, lines = _rewrite(module, traced, info.backend)
-    _install(module, f_train, f_eval)
+    _install(module, f_train, f_eval, info.backend)
     if path:  # a child fused on its own: its lines carry its path
         lines = [f"{path}: {line}" for line in lines]
         module.__dict__["_pyops_fused_child"] = True

@@ -360,3 +360,24 @@ def test_autocast_follows_stock_policy():
         with pytest.raises(TypeError, match=r"layer fc1 \+ F.relu\(\) \.\.\. fc3: mlp: backend 'cpu' supports "
                                             r"float32, float64 .*got input of dtype torch.bfloat16"):
             model(x)
+
+
+def test_whole_model_pickle_and_deepcopy_stay_fused():
+    """torch.save(model) / torch.load: the loaded model re-fuses itself at its first call (the generated code is
+    not pickled); a deep copy shares it.  Both run the pyops ops, never the stock forward under a fused marker."""
+    import io
+
+    model = pyops.fuse(sequential(), backend="cpu")
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    x = torch.randn(3, IN)
+    for m in (loaded, copy.deepcopy(model)):
+        with OpLog() as log:
+            y = m(x)
+        assert pyops_ops(log.names) == {"mlp", "softmax"}, log.names
+        assert_close(y, model(x))
+        assert pyops.fuse_report(m) == pyops.fuse_report(model)
+        m.eval()
+        assert_close(m(x), model(x))
