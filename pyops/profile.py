@@ -317,6 +317,25 @@ def occupancy(arch: str, threads: int, regs_per_thread: int, static_smem: int, d
             "limiter": limiter}
 
 
+def parse_resource_usage(text: str) -> dict:
+    """{(arch, mangled kernel name): {"REG": n, "STACK": n, "SHARED": n, "LOCAL": n, ...}} from the text of
+    `cuobjdump --dump-resource-usage` (the build audit in tests/test_build.py reads it the same way)."""
+    usage, arch, fn = {}, None, None
+    for line in text.splitlines():
+        m = re.match(r"\s*arch = (sm_\d+)", line)
+        if m:
+            arch = m.group(1)
+            continue
+        m = re.match(r"\s*Function (\S+):\s*$", line)
+        if m:
+            fn = m.group(1)
+            continue
+        if fn and re.match(r"\s*REG:\d+", line):
+            usage[(arch, fn)] = {k: int(v) for k, v in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", line)}
+            fn = None
+    return usage
+
+
 _usage_cache: dict | None = None
 
 
@@ -325,7 +344,6 @@ def resource_usage() -> dict:
     when pyops._C has no CUDA device code (a CPU-only build) or cuobjdump is missing."""
     global _usage_cache
     if _usage_cache is None:
-        _usage_cache = {}
         try:
             import triton
 
@@ -336,19 +354,7 @@ def resource_usage() -> dict:
                                   text=True).stdout
         except (ImportError, OSError):
             text = ""
-        arch = fn = None
-        for line in text.splitlines():
-            m = re.match(r"\s*arch = (sm_\d+)", line)
-            if m:
-                arch = m.group(1)
-                continue
-            m = re.match(r"\s*Function (\S+):\s*$", line)
-            if m:
-                fn = m.group(1)
-                continue
-            if fn and re.match(r"\s*REG:\d+", line):
-                _usage_cache[(arch, fn)] = {k: int(v) for k, v in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", line)}
-                fn = None
+        _usage_cache = parse_resource_usage(text)
     return _usage_cache
 
 
@@ -411,41 +417,27 @@ def _linear(shape, dtype, direction):
     return r
 
 
-def _xent(shape, dtype, direction):
-    import pyops
+def _loss(name):
+    """The runner of loss ``name`` ("cross_entropy" on logits, "nll_loss" on log-probabilities)."""
+    def run(shape, dtype, direction):
+        import pyops
 
-    n, c = shape
-    x = torch.randn(n, c, dtype=dtype)
-    t = torch.randint(0, c, (n,))
-    if direction == "fwd":
+        fn = getattr(pyops, name)
+        n, c = shape
+        x = torch.randn(n, c, dtype=dtype)
+        if name == "nll_loss":
+            x = torch.log_softmax(x, dim=1)
+        t = torch.randint(0, c, (n,))
+        if direction == "fwd":
+            with record(x, t) as r:
+                fn(x, t, backend="cuda-sim")
+            return r
+        x.requires_grad_()
+        loss = fn(x, t, backend="cuda-sim")
         with record(x, t) as r:
-            pyops.cross_entropy(x, t, backend="cuda-sim")
+            loss.backward()
         return r
-    x.requires_grad_()
-    loss = pyops.cross_entropy(x, t, backend="cuda-sim")
-    with record(x, t) as r:
-        loss.backward()
-    return r
-
-
-def _nll(shape, dtype, direction):
-    import pyops
-
-    n, c = shape
-    x = torch.log_softmax(torch.randn(n, c, dtype=dtype), dim=1)
-    t = torch.randint(0, c, (n,))
-    if direction == "fwd":
-        with record(x, t) as r:
-            pyops.nll_loss(x, t, backend="cuda-sim")
-        return r
-    x.requires_grad_()
-    loss = pyops.nll_loss(x, t, backend="cuda-sim")
-    with record(x, t) as r:
-        loss.backward()
-    return r
-
-
-MNIST_PARAMS = [(256, 784), (256,), (128, 256), (128,), (64, 128), (64,), (10, 64), (10,)]
+    return run
 
 
 def _adam(shape, dtype, direction):
@@ -481,10 +473,10 @@ OPS = {
                     e * (2 * s[0] * s[2] + 2 * s[0] * s[1] + 2 * s[2] * s[1] + s[2])),
     # docs/cross_entropy.md's model (x; x and dx) plus its O(N) terms: int64 targets, the double lse per row
     # (written by the forward, read by the backward) and the scalar loss / incoming gradient
-    "cross_entropy": (_xent, "N,C", (64, 10), (16, 8192), ("fwd", "bwd"),
+    "cross_entropy": (_loss("cross_entropy"), "N,C", (64, 10), (16, 8192), ("fwd", "bwd"),
                       lambda s, e, d: (1 if d == "fwd" else 2) * s[0] * s[1] * e + 16 * s[0] + e),
     # nll_loss: the forward gathers one log-probability per row; the backward writes dx (and reads the targets)
-    "nll_loss": (_nll, "N,C", (64, 10), (16, 8192), ("fwd", "bwd"),
+    "nll_loss": (_loss("nll_loss"), "N,C", (64, 10), (16, 8192), ("fwd", "bwd"),
                  lambda s, e, d: (s[0] * e if d == "fwd" else s[0] * s[1] * e) + 8 * s[0] + e),
     "adam": (_adam, "P (one parameter of P elements; 0: the MNIST MLP's eight)", (0,), (1 << 18,), ("fwd",),
              lambda s, e, d: (28 if e == 4 else 28 * e // 4) * (sum(_numel(p) for p in MNIST_PARAMS) if s == (0,) else s[0])),

@@ -25,6 +25,7 @@ import pytest
 
 from conftest import cuda_kernels, global_kernels
 from pyops import _C, _ops
+from pyops.profile import parse_resource_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT_DIR = ROOT / "build" / "audit"
@@ -78,24 +79,6 @@ def demangle(names):
         return {n: n for n in names}
     out = run(["c++filt"], input="\n".join(names) + "\n", check=True).stdout.splitlines()
     return dict(zip(names, out))
-
-
-def parse_resource_usage(text: str) -> dict:
-    """{(arch, mangled name): {"REG": n, "STACK": n, "SHARED": n, "LOCAL": n, ...}}"""
-    usage, arch, fn = {}, None, None
-    for line in text.splitlines():
-        m = re.match(r"\s*arch = (sm_\d+)", line)
-        if m:
-            arch = m.group(1)
-            continue
-        m = re.match(r"\s*Function (\S+):\s*$", line)
-        if m:
-            fn = m.group(1)
-            continue
-        if fn and re.match(r"\s*REG:\d+", line):
-            usage[(arch, fn)] = {k: int(v) for k, v in re.findall(r"(\w+(?:\[\d+\])?):(\d+)", line)}
-            fn = None
-    return usage
 
 
 def parse_sass(text: str) -> dict:
