@@ -310,6 +310,10 @@ def test_tour_command_lists_and_runs_a_step(compiled, capsys):
     assert (prev, cur) == (8.0, 4.0) and float(rows["ideal"][1]) == 4.0
     assert main(["tour", "gemm", "--step", "5", "--shape", "8", "8", "6"]) == 2
     assert "16-byte loads need K % 4 == 0, got K = 6" in capsys.readouterr().out
+    assert main(["tour", "adam", "--step", "4", "--shape", "100", "37", "--no-profile"]) == 0
+    out = capsys.readouterr().out
+    assert "Adam tour, step 4 of 4: every tensor in one launch" in out
+    assert "input:  2 parameter tensors of 100, 37 elements, with grad" in out and out.rstrip().endswith(": OK")
     assert main(["tour", "gemm", "--step", "9"]) == 2
     assert "no step 9" in capsys.readouterr().out
 
@@ -379,9 +383,10 @@ def test_gemm_steps_show_what_they_claim(profiles):
     # bank conflicts of the transposed tile stores: 16-way (step 3), 4-way (step 4), 2-way with padding (step 5)
     stores = _r(p, 3, "shared store requests")
     assert (_r(p, 3, BANK), _r(p, 4, BANK), _r(p, 5, BANK)) == (15 * stores, 3 * stores, 1 * stores)
-    # step 6 (shipped): float4 stores of the outputs -- 4x fewer store requests; same conflicts as step 5
+    # step 6 (shipped): float4 stores of the outputs -- 4x fewer store requests; the swizzled tile stores take
+    # step 5's 2-way conflicts to none
     assert _r(p, 6, "global store requests") * 4 == _r(p, 5, "global store requests")
-    assert _r(p, 6, BANK) == _r(p, 5, BANK) and _r(p, 6, LPF) <= _r(p, 5, LPF)
+    assert _r(p, 5, BANK) > 0 and _r(p, 6, BANK) == 0 and _r(p, 6, LPF) <= _r(p, 5, LPF)
 
 
 def test_adam_steps_show_what_they_claim(profiles, compiled):

@@ -14,8 +14,11 @@
 // whose pointers are not 16-byte aligned and for each tensor's last partial vector.  The per-tensor
 // scalars are computed once per block and tensor; the update is torch's formula in torch's order
 // (one function shared with the CPU kernel), with AMSGrad, maximize, fp16/bf16 parameters with
-// fp32 state, and a capturable mode for CUDA graphs.  This file is not a copy: it instantiates the
-// library's kernel.
+// fp32 state, and a capturable mode for CUDA graphs.  What the counts cannot show: in the machine
+// code (cuobjdump -sass) nvcc keeps step 3's float4 loads and stores as LDG.E.128 / STG.E.128, and
+// this kernel's loads as LDG.E.128, but splits its 16-byte stores into four 4-byte STG.E each; the
+// emulator counts the stores the source asks for, one 16-byte request.  This file is not a copy: it
+// instantiates the library's kernel.
 //
 // Launch (adam_plan): block (256), grid (min(total tiles, 8192)).
 #include "kernels/cuda/adam.cuh"
