@@ -330,6 +330,10 @@ def _adam_inputs(shape, seed=0, dtype=None):
     """shape: the numel of each parameter tensor; each tensor comes with its gradient and Adam state."""
     import torch
 
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"the adam tour runs float32 parameters, got {dtype}")
+    if not shape or any(n < 0 for n in shape):
+        raise ValueError(f"adam shape: the numel of each parameter tensor, one or more ints >= 0, got {list(shape)}")
     g = torch.Generator().manual_seed(seed)
     out = {"params": [], "grads": [], "exp_avg": [], "exp_avg_sq": [], "step": ADAM_STEP, "hyper": dict(ADAM_HYPER)}
     for n in shape:

@@ -85,6 +85,12 @@ def test_adam_steps_match_torch_adamw(compiled):
                                        msg=lambda m: f"adam step {n} (adamw={adamw}, wd={wd}): {m}")
     with pytest.raises(ValueError, match="one launch takes up to 54 tensors, got 55"):
         tour.run_step("adam", 4, (1,) * 55)
+    with pytest.raises(ValueError, match=r"one or more ints >= 0, got \[5, -1\]"):
+        tour.run_step("adam", 1, (5, -1))
+    with pytest.raises(ValueError, match="runs float32 parameters, got torch.float16"):
+        tour.run_step("adam", 4, (8,), dtype=torch.float16)
+    r = tour.run_step("adam", 4, (0, 5))  # an empty tensor in the table
+    torch.testing.assert_close(r.output, r.reference)
 
 
 def test_gemm_shipped_tensor_cores(compiled):
