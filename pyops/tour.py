@@ -321,7 +321,127 @@ CROSS_ENTROPY = Tour(
     tolerance=lambda dtype: (1e-5, 1e-5),
 )
 
-TOURS = {t.op: t for t in (SOFTMAX, CROSS_ENTROPY, GEMM)}
+# ---------------------------------------------------------------- Adam / AdamW (one optimizer step)
+ADAM_HYPER = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2, "adamw": False}
+ADAM_STEP = 4  # the step count before the tour's step (the state is that of a parameter trained 4 steps)
+
+
+def _adam_inputs(shape, seed=0, dtype=None):
+    """shape: the numel of each parameter tensor; each tensor comes with its gradient and Adam state."""
+    import torch
+
+    if dtype not in (None, torch.float32):
+        raise ValueError(f"the adam tour runs float32 parameters, got {dtype}")
+    if not shape or any(n < 0 for n in shape):
+        raise ValueError(f"adam shape: the numel of each parameter tensor, one or more ints >= 0, got {list(shape)}")
+    g = torch.Generator().manual_seed(seed)
+    out = {"params": [], "grads": [], "exp_avg": [], "exp_avg_sq": [], "step": ADAM_STEP, "hyper": dict(ADAM_HYPER)}
+    for n in shape:
+        out["params"].append(torch.randn(n, generator=g))
+        out["grads"].append(torch.randn(n, generator=g))
+        out["exp_avg"].append(torch.randn(n, generator=g) * 0.1)
+        out["exp_avg_sq"].append(torch.rand(n, generator=g) * 0.01)
+    return out
+
+
+def _adam_reference(inp):
+    """torch.optim.Adam (AdamW with hyper["adamw"]), single-tensor implementation, from the same state:
+    the updated params, exp_avg and exp_avg_sq, flattened and concatenated."""
+    import torch
+
+    h = inp["hyper"]
+    params = [p.clone() for p in inp["params"]]
+    cls = torch.optim.AdamW if h["adamw"] else torch.optim.Adam
+    opt = cls(params, lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"], weight_decay=h["weight_decay"],
+              foreach=False, fused=False)
+    for i, p in enumerate(params):
+        p.grad = inp["grads"][i].clone()
+        opt.state[p] = {"step": torch.tensor(float(inp["step"])), "exp_avg": inp["exp_avg"][i].clone(),
+                        "exp_avg_sq": inp["exp_avg_sq"][i].clone()}
+    opt.step()
+    return torch.cat([p.detach() for p in params] + [opt.state[p]["exp_avg"] for p in params]
+                     + [opt.state[p]["exp_avg_sq"] for p in params])
+
+
+def _adam_flat(grid):
+    """Steps 1 to 3: the parameters as one flat buffer (their concatenation), one launch."""
+    def launch(mod, inp):
+        import torch
+
+        p, g, m, v = (torch.cat(inp[k]) for k in ("params", "grads", "exp_avg", "exp_avg_sq"))
+        h = inp["hyper"]
+        n = p.numel()
+        k = next(iter(mod.kernels.values()))
+        k[grid(n), 256](p, g, m, v, n, h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"],
+                        int(h["adamw"]), inp["step"] + 1)
+        return torch.cat([p, m, v])
+    return launch
+
+
+class AdamHyper(ctypes.Structure):  # kernels/cuda/adam.cuh
+    _fields_ = [(n, ctypes.c_double) for n in ("lr", "beta1", "beta2", "eps", "weight_decay")] + \
+               [(n, ctypes.c_bool) for n in ("amsgrad", "maximize", "decoupled")]
+
+
+class AdamTensor(ctypes.Structure):  # kernels/cuda/adam.cuh: AdamTensor<float>
+    _fields_ = [(n, ctypes.c_void_p) for n in ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")] + \
+               [("numel", ctypes.c_int64), ("first_tile", ctypes.c_int64), ("step", ctypes.c_double),
+                ("step_ptr", ctypes.c_void_p)]
+
+
+ADAM_MAX_TENSORS, ADAM_TILE = 54, 256 * 4 * 4  # kAdamMaxTensors; kAdamThreads * VEC * kAdamIlp for float
+
+
+class AdamLaunch(ctypes.Structure):  # kernels/cuda/adam.cuh: AdamLaunch<float>
+    _fields_ = [("tensors", AdamTensor * ADAM_MAX_TENSORS), ("hyper", AdamHyper), ("lr_ptr", ctypes.c_void_p),
+                ("counters", ctypes.c_void_p), ("total_tiles", ctypes.c_int64), ("n_tensors", ctypes.c_int),
+                ("capturable", ctypes.c_bool), ("lr_f64", ctypes.c_bool), ("step_f64", ctypes.c_bool)]
+
+
+def _adam_shipped(mod, inp):
+    """The launch adam_step makes for float32 tensors (non-capturable, no AMSGrad): one table, one launch."""
+    import torch
+
+    h = inp["hyper"]
+    p, m, v = ([t.clone() for t in inp[k]] for k in ("params", "exp_avg", "exp_avg_sq"))
+    g = inp["grads"]
+    args = AdamLaunch(hyper=AdamHyper(h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"], False, False,
+                                      bool(h["adamw"])))
+    tiles = 0
+    for i in range(len(p)):
+        args.tensors[i] = AdamTensor(p[i].data_ptr(), g[i].data_ptr(), m[i].data_ptr(), v[i].data_ptr(), None,
+                                     p[i].numel(), tiles, float(inp["step"] + 1), None)
+        tiles += max(1, _cdiv(p[i].numel(), ADAM_TILE))  # adam_tiles
+    args.n_tensors, args.total_tiles = len(p), tiles
+    mod.adam_multi_tensor_kernel[min(tiles, 8192), 256](args, memory=(*p, *g, *m, *v))
+    return torch.cat(p + m + v)
+
+
+def _adam_table(shape):
+    if len(shape) > ADAM_MAX_TENSORS:
+        return f"one launch takes up to {ADAM_MAX_TENSORS} tensors, got {len(shape)}"
+    return None
+
+
+ADAM = Tour(
+    op="adam",
+    summary="one Adam / AdamW step over a model's parameter tensors (float32)",
+    steps=[
+        Step(1, "01_naive.cu", "one thread per element", "adam_naive", _adam_flat(lambda n: max(1, _cdiv(n, 256)))),
+        Step(2, "02_grid_stride.cu", "a grid-stride loop, fewer blocks", "adam_grid_stride",
+             _adam_flat(lambda n: max(1, min(_cdiv(n, 256), 16)))),
+        Step(3, "03_vectorized.cu", "16-byte loads and stores", "adam_vectorized",
+             _adam_flat(lambda n: max(1, min(_cdiv(n // 4, 256), 16)))),
+        Step(4, "04_shipped.cu", "every tensor in one launch (shipped)", "adam_multi_tensor_kernel", _adam_shipped,
+             needs=_adam_table),
+    ],
+    make_inputs=_adam_inputs,
+    reference=_adam_reference,
+    default_shape=(4096,) * 8,
+    tolerance=lambda dtype: (1e-5, 1e-6),
+)
+
+TOURS = {t.op: t for t in (SOFTMAX, CROSS_ENTROPY, GEMM, ADAM)}
 
 
 def get(op: str) -> Tour:
@@ -369,7 +489,10 @@ def run_step(op: str, n: int, shape=None, seed: int = 0, dtype=None) -> Result:
 
 # ---------------------------------------------------------------- profiles (the emulator's counting build)
 def _flops(op: str, shape) -> float:
-    """Floating-point operations of the op at `shape`: a multiply-add is 2 (GEMM); softmax ~5 per element."""
+    """Floating-point operations of the op at `shape`: a multiply-add is 2 (GEMM); softmax ~5 per element;
+    Adam 15 per element (its formula's adds, multiplies, divisions and square root, with weight decay)."""
+    if op == "adam":
+        return 15.0 * sum(shape)
     return 2.0 * shape[0] * shape[1] * shape[2] if op == "gemm" else 5.0 * shape[0] * shape[1]  # (per element)
 
 
@@ -479,6 +602,13 @@ layout), from one thread per output to the kernels pyops ships (`kernels/cuda/li
 [its page](../linear_relu.md)).  Each step is one `.cu` file under `kernels/tour/gemm/`; run one with
 `python -m pyops tour gemm --step N`, or load it yourself with `pyops.sim.load` ([README](README.md)).
 """,
+    "adam": """\
+One Adam or AdamW step (`torch.optim.Adam(..., foreach=False)`'s update) over a model's float32
+parameter tensors, each with its gradient and its two running averages, from one thread per element
+to the multi-tensor kernel pyops ships (`kernels/cuda/adam.cuh`, [its page](../adam.md)).  Each step
+is one `.cu` file under `kernels/tour/adam/`; run one with `python -m pyops tour adam --step N`, or load
+it yourself with `pyops.sim.load` ([README](README.md)).
+""",
 }
 
 
@@ -570,6 +700,10 @@ def write_docs() -> list[str]:
 
 # ---------------------------------------------------------------- command line
 def _fmt_shape(op, shape):
+    if op == "adam":
+        sizes = ", ".join(map(str, shape)) if len(set(shape)) > 1 else f"{shape[0]}"
+        return (f"{len(shape)} parameter tensor{'s' if len(shape) > 1 else ''} of {sizes} elements"
+                + (" each" if len(shape) > 1 and len(set(shape)) == 1 else "") + ", with grad, exp_avg, exp_avg_sq")
     return {"softmax": "x [{}, {}]", "cross_entropy": "x [{0}, {1}], target [{0}]",
             "gemm": "x [{0}, {2}], w [{1}, {2}], b [{1}]"}[op].format(*shape)
 
@@ -636,7 +770,7 @@ def add_arguments(p) -> None:
     p.add_argument("--step", type=int, default=None, help="run this step on a small input, check it, profile it beside step N-1")
     p.add_argument("--shape", type=int, nargs="+", default=None,
                    help="input shape (softmax: ROWS COLS, default 32 2048; cross_entropy: ROWS C, default 64 1000; "
-                   "gemm: M N K, default 64 64 128)")
+                   "gemm: M N K, default 64 64 128; adam: the numel of each parameter tensor, default 8 tensors of 4096)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input (default 0)")
     p.add_argument("--no-profile", action="store_true", help="only run and check the step (no counting build)")
     p.add_argument("--write-docs", action="store_true", help="regenerate docs/tour/<op>.md from the step files "

@@ -38,6 +38,9 @@ SHAPES = {
     "cross_entropy": [(1, 1), (5, 37), (131, 12), (64, 1000), (3, 1500), (2, 1024)],
     # gemm: (M, N, K) -- 1 x 1 x 1, edge tiles in every direction, K not a multiple of the 16-wide k-tile
     "gemm": [(1, 1, 1), (37, 45, 50), (70, 65, 52), (16, 16, 16), (3, 130, 20)],
+    # adam: the numel of each parameter tensor -- one element, odd sizes (scalar tails), a tensor of more than
+    # one 4096-element tile, tensors of different sizes in one table
+    "adam": [(1,), (37, 5, 130), (4097, 3, 256), (1000,)],
 }
 
 
@@ -70,6 +73,26 @@ def test_softmax_steps_take_minus_inf_rows(compiled):
         torch.testing.assert_close(y, torch.softmax(x, -1), equal_nan=True, msg=lambda m: f"step {n}: {m}")
 
 
+def test_adam_steps_match_torch_adamw(compiled):
+    """Every Adam step also runs AdamW (decoupled weight decay) and weight_decay=0, against torch.optim."""
+    t = tour.get("adam")
+    for n in range(1, 5):
+        for seed, (adamw, wd) in enumerate([(True, 1e-2), (False, 0.0)]):
+            inp = t.make_inputs((37, 130, 4100), seed)
+            inp["hyper"].update(adamw=adamw, weight_decay=wd)
+            out = t.step(n).launch(compiled["adam", n], inp)
+            torch.testing.assert_close(out, t.reference(inp), rtol=1e-5, atol=1e-6,
+                                       msg=lambda m: f"adam step {n} (adamw={adamw}, wd={wd}): {m}")
+    with pytest.raises(ValueError, match="one launch takes up to 54 tensors, got 55"):
+        tour.run_step("adam", 4, (1,) * 55)
+    with pytest.raises(ValueError, match=r"one or more ints >= 0, got \[5, -1\]"):
+        tour.run_step("adam", 1, (5, -1))
+    with pytest.raises(ValueError, match="runs float32 parameters, got torch.float16"):
+        tour.run_step("adam", 4, (8,), dtype=torch.float16)
+    r = tour.run_step("adam", 4, (0, 5))  # an empty tensor in the table
+    torch.testing.assert_close(r.output, r.reference)
+
+
 def test_gemm_shipped_tensor_cores(compiled):
     """Step 6's wmma kernel: float16 inputs, fp32 accumulation (the emulator's wmma stand-in)."""
     for shape in [(37, 45, 56), (64, 64, 64)]:
@@ -88,7 +111,7 @@ def test_tour_steps_are_the_files_and_the_shipped_kernels(compiled):
         assert files == [s.file for s in t.steps], f"{op}: kernels/tour/{op} and the tour's steps differ"
         for s in t.steps:
             assert s.kernel in compiled[op, s.number].kernels
-            title = {"softmax": "Softmax", "cross_entropy": "Cross-entropy", "gemm": "GEMM"}[op]
+            title = {"softmax": "Softmax", "cross_entropy": "Cross-entropy", "gemm": "GEMM", "adam": "Adam"}[op]
             assert s.header(op).startswith(f"{title} tour, step {s.number} of {len(t.steps)}: ")
         last = open(t.steps[-1].path(op)).read()
         assert f'#include "kernels/cuda/{"linear_relu" if op == "gemm" else op}.cuh"' in last
@@ -293,6 +316,10 @@ def test_tour_command_lists_and_runs_a_step(compiled, capsys):
     assert (prev, cur) == (8.0, 4.0) and float(rows["ideal"][1]) == 4.0
     assert main(["tour", "gemm", "--step", "5", "--shape", "8", "8", "6"]) == 2
     assert "16-byte loads need K % 4 == 0, got K = 6" in capsys.readouterr().out
+    assert main(["tour", "adam", "--step", "4", "--shape", "100", "37", "--no-profile"]) == 0
+    out = capsys.readouterr().out
+    assert "Adam tour, step 4 of 4: every tensor in one launch" in out
+    assert "input:  2 parameter tensors of 100, 37 elements, with grad" in out and out.rstrip().endswith(": OK")
     assert main(["tour", "gemm", "--step", "9"]) == 2
     assert "no step 9" in capsys.readouterr().out
 
@@ -362,9 +389,41 @@ def test_gemm_steps_show_what_they_claim(profiles):
     # bank conflicts of the transposed tile stores: 16-way (step 3), 4-way (step 4), 2-way with padding (step 5)
     stores = _r(p, 3, "shared store requests")
     assert (_r(p, 3, BANK), _r(p, 4, BANK), _r(p, 5, BANK)) == (15 * stores, 3 * stores, 1 * stores)
-    # step 6 (shipped): float4 stores of the outputs -- 4x fewer store requests; same conflicts as step 5
+    # step 6 (shipped): float4 stores of the outputs -- 4x fewer store requests; the swizzled tile stores take
+    # step 5's 2-way conflicts to none
     assert _r(p, 6, "global store requests") * 4 == _r(p, 5, "global store requests")
-    assert _r(p, 6, BANK) == _r(p, 5, BANK) and _r(p, 6, LPF) <= _r(p, 5, LPF)
+    assert _r(p, 5, BANK) > 0 and _r(p, 6, BANK) == 0 and _r(p, 6, LPF) <= _r(p, 5, LPF)
+
+
+def test_adam_steps_show_what_they_claim(profiles, compiled):
+    p = profiles["adam"]
+    sizes = tour.get("adam").default_shape
+    n = sum(sizes)
+    LR, SR, SPR, IDEAL = "global load requests", "global store requests", "global load sectors / request", "  ideal"
+    # step 1: one thread per element, coalesced from the start: 4 arrays read, 3 written, a request per warp each
+    assert _r(p, 1, LR) == 4 * n // 32 and _r(p, 1, SR) == 3 * n // 32
+    assert _r(p, 1, SPR) == _r(p, 1, IDEAL) == 4 and _r(p, 1, "warps") == n // 32
+    # step 2: a grid of 16 blocks walks the buffer: the same requests from 8x fewer warps
+    assert (_r(p, 2, LR), _r(p, 2, SR)) == (_r(p, 1, LR), _r(p, 1, SR))
+    assert _r(p, 2, "warps") == 16 * 256 // 32 and _r(p, 1, "warps") == 8 * _r(p, 2, "warps")
+    # step 3: 16-byte accesses -- 4x fewer load and store requests, 16 sectors each (the ideal)
+    assert _r(p, 3, LR) * 4 == _r(p, 2, LR) and _r(p, 3, SR) * 4 == _r(p, 2, SR)
+    assert _r(p, 3, SPR) == _r(p, 3, IDEAL) == 16
+    # step 4 (shipped): the same requests as step 3, for the 8 tensors in 1 launch; step 3 on each tensor is
+    # 8 launches
+    assert (_r(p, 4, LR), _r(p, 4, SR), _r(p, 4, SPR)) == (_r(p, 3, LR), _r(p, 3, SR), _r(p, 3, SPR))
+    t = tour.get("adam")
+    inp = t.make_inputs(sizes, 0)
+    mod3 = compiled["adam", 3]
+    with mod3.record() as per_tensor:
+        for i in range(len(sizes)):
+            t.step(3).launch(mod3, {**inp, **{k: [inp[k][i]] for k in ("params", "grads", "exp_avg", "exp_avg_sq")}})
+    with compiled["adam", 4].record() as table:
+        t.step(4).launch(compiled["adam", 4], inp)
+    assert (len(per_tensor), len(table)) == (len(sizes), 1) == (8, 1)
+    assert sum(L.requests("global_load") for L in per_tensor) == table[0].requests("global_load")
+    # every step touches the same bytes: what changes is how
+    assert len({_r(p, k, "unique global bytes") for k in p}) == 1 and _r(p, 1, "unique global bytes") == 28 * n
 
 
 # ---------------------------------------------------------------- docs/tour
