@@ -125,7 +125,11 @@ class _Plan:
         beta1, beta2 = group["betas"]
         hyper = (lr_float, beta1, beta2, group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
                  group["decoupled_weight_decay"], bucket.device_steps)
-        optimizer._opt_called = True  # an LR scheduler's check that the optimizer stepped (set by its step() wrapper)
+        # An LR scheduler checks that the optimizer stepped (its step() wrapper sets the flag).  Set once: a
+        # compiled step traced after an eager one then has no attribute write to trace, which torch 2.11's
+        # dynamo cannot do on this object.
+        if not getattr(optimizer, "_opt_called", False):
+            optimizer._opt_called = True
         if self.name == "torch":
             with torch.no_grad():
                 value, grads = _torch_train_step(input, target, *self.static)
