@@ -440,6 +440,9 @@ def _loss(name):
     return run
 
 
+MNIST_PARAMS = [(256, 784), (256,), (128, 256), (128,), (64, 128), (64,), (10, 64), (10,)]
+
+
 def _adam(shape, dtype, direction):
     import pyops
 
