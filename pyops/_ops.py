@@ -169,7 +169,10 @@ def _cpu_gemm() -> str:
         return f"error: {e}"
     env = f"PYOPS_CPU_GEMM={os.environ.get('PYOPS_CPU_GEMM', 'auto')}"
     if kernel == "blas":
-        return f"PyTorch's BLAS for every GEMM ({env if BUILD['cpu_avx2'] else 'build without AVX2'})"
+        why = env if BUILD["cpu_avx2"] else "build without AVX2"
+        if BUILD["cpu_avx2"] and env.endswith("=auto"):
+            why += ": on an Intel CPU, where MKL is faster than the own kernels"
+        return f"PyTorch's BLAS for every GEMM ({why})"
     return f"own GEMM, {kernel} kernel ({env}); BLAS past its limits"
 
 

@@ -7,7 +7,8 @@
 //   * A is packed into panels of MR rows, stored k-major ([k][MR]); B into panels of NR = 16 columns
 //     ([k][16]); panels past the matrix edge are padded with zeros.  Packing turns every operand layout
 //     (row- or column-major, transposed views) into the one the micro-kernel reads, at unit stride.
-//   * Two micro-kernels; the best one this CPU can run is used unless PYOPS_CPU_GEMM says otherwise (kernel()):
+//   * Two micro-kernels; the best one this CPU can run is used unless PYOPS_CPU_GEMM says otherwise, or MKL is
+//     faster here (kernel(), best_kernel()):
 //       avx512  a 16 x 16 tile of C in 16 zmm registers; per k ONE load of B's 16 floats and 16 FMAs, each
 //               taking its A scalar as a broadcast memory operand (folded into the FMA: no shuffle uop)
 //       avx2    a 6 x 16 tile in 12 ymm registers; per k two loads of B, six broadcasts of A, 12 FMAs
@@ -26,6 +27,7 @@
 // Measurements: docs/linear_relu.md ("CPU").
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <omp.h>
@@ -97,12 +99,26 @@ inline Kernel parse_kernel(const std::string& v, const char* what) {
   return k;
 }
 
-inline Kernel best_kernel() {
-  return !PYOPS_SGEMM ? Kernel::blas : cpu_has_avx512() ? Kernel::avx512 : Kernel::avx2;
+// Whether auto leaves the float32 GEMMs to PyTorch's BLAS on this CPU: where that BLAS is MKL and the CPU is an
+// Intel one.  There MKL outran both own kernels (a Xeon with two 512-bit FMA pipes: the avx512 kernel at
+// 0.92-0.94x MKL on one thread, the whole training step 1.05-1.08x the GEMM floor with MKL against 1.18-1.22x
+// with the avx512 kernel); on AMD CPUs, where MKL does not take its fastest paths, the own kernels ran at or
+// above it (docs/linear_relu.md, "Which kernel auto chooses").
+inline bool blas_preferred() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return at::hasMKL() && __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
 }
 
-// The kernel float32 GEMMs use.  Set from PYOPS_CPU_GEMM at the first GEMM: auto (default: avx512 where the
-// CPU has it, else avx2; BLAS in a build without AVX2) | avx512 | avx2 | blas (PyTorch's BLAS for every GEMM);
+inline Kernel best_kernel() {
+  return !PYOPS_SGEMM || blas_preferred() ? Kernel::blas : cpu_has_avx512() ? Kernel::avx512 : Kernel::avx2;
+}
+
+// The kernel float32 GEMMs use.  Set from PYOPS_CPU_GEMM at the first GEMM: auto (default: BLAS where
+// blas_preferred() or in a build without AVX2, else avx512 where the CPU has it, else avx2) | avx512 | avx2 |
+// blas (PyTorch's BLAS for every GEMM);
 // set_kernel changes it for the whole process (benchmarks and tests compare the kernels in one process).
 inline std::atomic<int>& kernel_slot() {
   static std::atomic<int> slot{[] {
@@ -243,7 +259,7 @@ struct Avx2 {
 
 // The avx512 kernel: the same sums for a 16 x 16 tile, row r in one zmm register.  Compiled for AVX-512F
 // whatever the build's flags (the target attribute), and only called where cpu_has_avx512().  The array and
-// the unrolled row loop become 16 named registers: `objdump -d` of the extension shows the loop as one load
+// the unrolled row loop become 16 named registers: `objdump -d` of the extension shows the loop as two prefetches, one load
 // and 16 `vfmadd231ps zmm, zmm, DWORD PTR [...]{1to16}`, with no stack traffic.
 struct Avx512 {
   static constexpr int MR = 16;
@@ -254,6 +270,10 @@ struct Avx512 {
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) c[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; ++k) {
+      // Eight k ahead: the panels (K x 16 floats each) do not fit L1 at K = 784, and the hardware prefetchers of
+      // an Intel core left the kernel at 0.84x MKL there; with these two lines 0.92-0.94x (bench/bench_gemm.py).
+      _mm_prefetch(reinterpret_cast<const char*>(b + (k + 8) * NR), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(a + (k + 8) * MR), _MM_HINT_T0);
       const __m512 x = _mm512_load_ps(b + k * NR);
       const float* ak = a + k * MR;
 #pragma GCC unroll 16
