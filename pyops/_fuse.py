@@ -10,9 +10,11 @@ graph, and the graph's Python code becomes the *instance's* ``forward`` (a bound
 instance's ``__dict__``).  No GraphModule is made or registered: the parameters, buffers, submodules,
 ``state_dict`` keys, the class and every other instance are untouched, and the code looks the layers
 up on ``self`` at every call, so an optimizer built before ``fuse`` and parameters replaced later keep
-working.  ``self.training`` is a constant to a tracer, so the model is traced once in each mode and
-the forward picks the graph by ``self.training`` at call time (``F.dropout(x, p, self.training)``
-keeps working after ``train()`` / ``eval()``).
+working.  ``self.training`` is a constant to a tracer, and so is whether a layer has hooks, so the
+forward picks its graph at call time by the state of every submodule: ``train()`` / ``eval()`` (traced
+at ``fuse``), and, traced at the first call that meets them, a model whose submodules are in mixed modes
+(``model.dropout.eval()`` alone) or a layer that got hooks after ``fuse`` (it is then called as it is,
+so the hooks fire).  ``F.dropout(x, p, self.training)`` keeps working.
 
 Rewrites (exact types only: ``type(m) is nn.Linear``, never a subclass such as LoRA or quantized
 layers; a module with hooks is never fused away, so its hooks keep firing):
@@ -451,9 +453,11 @@ def _modes(module: nn.Module) -> dict:
     return {m: m.training for m in module.modules()}
 
 
-def _trace(module: nn.Module):
-    """(the graphs of ``module``'s forward in train() and in eval() mode, {name: submodule}); raises what the
-    tracer raises."""
+def _trace(module: nn.Module, uniform: bool = True):
+    """(the graphs of ``module``'s forward in train() and in eval() mode -- or, uniform=False, the one graph of
+    its submodules' modes as they are --, {name: submodule}); raises what the tracer raises."""
+    if not uniform:
+        return [_Tracer().trace(module)], dict(module.named_modules())
     modes = _modes(module)
     modules = dict(module.named_modules())
     results = []
@@ -469,6 +473,11 @@ def _trace(module: nn.Module):
     return results, modules
 
 
+def _state(mods: tuple) -> tuple:
+    """What a traced graph depends on besides the code: each submodule's mode and whether it has hooks."""
+    return tuple([m.training for m in mods] + [has_hooks(m) for m in mods])
+
+
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
     """(forward for train(), forward for eval() or None when it is the same code, report lines)."""
     graphs, modules = traced
@@ -477,6 +486,9 @@ def _rewrite(module: nn.Module, traced, backend: Optional[str]):
         done, refused = rewrite_graph(graph, modules, backend)
         results.append((graph, done, refused))
     label = type(module).__name__
+    if len(results) == 1:  # one graph, of the submodules' modes as they are
+        graph, done, refused = results[0]
+        return _compile(graph, label, module)[0], None, done + [f"left alone: {line}" for line in refused]
     (g_train, d_train, r_train), (g_eval, d_eval, r_eval) = results
     f_train, src_train = _compile(g_train, label + " train", module)
     f_eval, src_eval = _compile(g_eval, label + " eval", module)
@@ -493,23 +505,42 @@ _SWAPS = {nn.Linear: pnn.Linear, nn.Softmax: pnn.Softmax, nn.LogSoftmax: pnn.Log
 
 
 class _FusedForward:
-    """The instance's ``forward``: the train or eval graph's code, by ``module.training`` at call time.
+    """The instance's ``forward``: the code of the graph traced for the submodules' current state (_state).
 
-    Pickling (``torch.save(model)``) stores only the module and the backend: the code is generated per
-    process, so a loaded model traces and rewrites itself again at its first call (never the stock forward
-    under a fused marker).  A deep copy shares the code (it reads everything from the module it is given)."""
+    ``fns`` maps a state to its code.  ``fuse`` traces the two uniform states (all in train(), all in eval(),
+    no hooks beyond those present then); any other state is traced and rewritten at the first call that meets
+    it (tens of ms, once per state) and noted in the report.  Pickling (``torch.save(model)``) stores only the
+    module and the backend: the code is generated per process, so a loaded model traces and rewrites itself
+    again at its first call (never the stock forward under a fused marker).  A deep copy shares the code (it
+    reads everything from the module it is given) but not the submodule list."""
 
-    __slots__ = ("module", "backend", "fns")
+    __slots__ = ("module", "backend", "fns", "mods", "last")
 
     def __init__(self, module, backend, fns=None):
-        self.module, self.backend, self.fns = module, backend, fns
+        self.module, self.backend, self.fns, self.mods, self.last = module, backend, fns, None, None
+
+    def _retrace(self, state):
+        f, _, lines = _rewrite(self.module, _trace(self.module, uniform=False), self.backend)
+        self.fns[state] = f
+        info = self.module.__dict__.get("_pyops_fused")
+        if info is not None:
+            info.lines.append("traced again at a call, for the submodules' modes and hooks then: "
+                              + ("; ".join(lines) or "nothing fused"))
+        return f
 
     def __call__(self, *args, **kwargs):
-        fns = self.fns
-        if fns is None:  # unpickled: the module is complete now
-            f_train, f_eval, _ = _rewrite(self.module, _trace(self.module), self.backend)
-            fns = self.fns = (f_train, f_eval or f_train)
-        return fns[0 if self.module.training else 1](self.module, *args, **kwargs)
+        if self.mods is None:  # unpickled or deep-copied: the module is complete now
+            self.mods = tuple(self.module.modules())
+            if self.fns is None:
+                self.fns = _uniform_fns(self.module, self.backend, self.mods)
+        state = _state(self.mods)
+        last = self.last
+        if last is not None and last[0] == state:
+            f = last[1]
+        else:
+            f = self.fns.get(state) or self._retrace(state)
+            self.last = (state, f)
+        return f(self.module, *args, **kwargs)
 
     def __reduce__(self):
         return (_FusedForward, (self.module, self.backend))
@@ -517,11 +548,22 @@ class _FusedForward:
     def __deepcopy__(self, memo):
         import copy
 
-        return _FusedForward(copy.deepcopy(self.module, memo), self.backend, self.fns)
+        return _FusedForward(copy.deepcopy(self.module, memo), self.backend,
+                             None if self.fns is None else dict(self.fns))
+
+
+def _uniform_fns(module: nn.Module, backend, mods: tuple, rewritten=None) -> dict:
+    """{state: code} for the module in train() and in eval() with the hooks it has now."""
+    f_train, f_eval, _ = rewritten or _rewrite(module, _trace(module), backend)
+    hooks = [has_hooks(m) for m in mods]
+    return {tuple([True] * len(mods) + hooks): f_train, tuple([False] * len(mods) + hooks): f_eval or f_train}
 
 
 def _install(module: nn.Module, f_train, f_eval, backend) -> None:
-    object.__setattr__(module, "forward", _FusedForward(module, backend, (f_train, f_eval or f_train)))
+    ff = _FusedForward(module, backend)
+    ff.mods = tuple(module.modules())
+    ff.fns = _uniform_fns(module, backend, ff.mods, (f_train, f_eval, None))
+    object.__setattr__(module, "forward", ff)
 
 
 def _fuse_module(module: nn.Module, path: str, info: _Fused, strict: bool) -> None:

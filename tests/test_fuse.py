@@ -260,6 +260,46 @@ def test_report_refusals():
     assert "1 (GELU): no pyops op, runs as before" in pyops.fuse_report(pyops.fuse(gelu()))
 
 
+def test_hooks_added_after_fuse_fire_and_removed_hooks_fuse_again():
+    torch.manual_seed(0)
+    model = pyops.fuse(sequential(), backend="cpu")
+    x, calls = torch.randn(2, IN), []
+    handle = model.fc2.register_forward_hook(lambda mod, inp, out: calls.append(out.shape))
+    with OpLog() as log:
+        y = model(x)
+    assert calls == [torch.Size([2, H2])]  # called as it is, so its hook fired
+    assert pyops_ops(log.names) == {"linear_relu", "linear", "softmax"}, log.names  # fc2 + relu2 stock
+    assert "traced again at a call" in pyops.fuse_report(model)
+    handle.remove()
+    with OpLog() as log:
+        assert_close(model(x), y)
+    assert pyops_ops(log.names) == {"mlp", "softmax"} and calls == [torch.Size([2, H2])]
+
+
+def test_mixed_modes_follow_each_submodule():
+    """model.train() with one dropout in eval(): the dropout is the identity, the other one still drops."""
+    torch.manual_seed(0)
+    ref = Dropouts()
+    model = pyops.fuse(copy.deepcopy(ref), backend="cpu")
+    x = torch.randn(64, IN)
+    for m in (ref, model):
+        m.train()
+        m.drop.eval()
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        y_ref = ref(x)
+        torch.manual_seed(seed)
+        with OpLog() as log:
+            y = model(x)
+        assert_close(y, y_ref)
+        assert {"linear_relu", "linear"} <= pyops_ops(log.names), log.names
+    model.drop.train()  # back to a uniform mode: the graph traced at fuse
+    torch.manual_seed(3)
+    y_ref = ref.train()(x)
+    torch.manual_seed(3)
+    assert_close(model(x), y_ref)
+
+
 def test_untraceable_falls_back_with_warning_and_strict_raises():
     m = Branchy()
     with pytest.warns(UserWarning, match=r"cannot trace Branchy .*control flow"):
