@@ -85,7 +85,11 @@ def _located(e: Exception, where: str) -> Exception:
 # no float16/bfloat16) raises its error, with the layer's path -- never a silent float32 result.
 def _autocast_dtype(x) -> Optional[torch.dtype]:
     dev = x.device.type if isinstance(x, torch.Tensor) else "cpu"
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+    try:
+        enabled = torch.is_autocast_enabled(dev)
+    except RuntimeError:  # a device type autocast does not know (meta, ...): the op itself says what it cannot run
+        return None
+    return torch.get_autocast_dtype(dev) if enabled else None
 
 
 def _cast(t, dtype):

@@ -345,6 +345,10 @@ def test_errors():
     m = pyops.fuse(sequential(), backend="cpu").to(torch.bfloat16)  # a dtype the cpu kernels do not take
     with pytest.raises(TypeError, match=r"layer fc1 \+ relu1 \.\.\. output: mlp: backend 'cpu' supports float32"):
         m(torch.randn(2, IN, dtype=torch.bfloat16))
+    m = pyops.fuse(sequential()).to("meta")  # a device no pyops backend runs
+    with pytest.raises(pyops.BackendError, match=r"layer fc1 \+ relu1 \.\.\. output: mlp: no pyops backend runs "
+                                                  r"on meta tensors"):
+        m(torch.randn(2, IN, device="meta"))
 
 
 def test_parameters_read_at_call_time_and_deepcopy():
@@ -400,6 +404,33 @@ def test_autocast_follows_stock_policy():
         with pytest.raises(TypeError, match=r"layer fc1 \+ F.relu\(\) \.\.\. fc3: mlp: backend 'cpu' supports "
                                             r"float32, float64 .*got input of dtype torch.bfloat16"):
             model(x)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_autocast_follows_stock_policy(backend):
+    """CUDA autocast (float16): the layers in float16, log_softmax and the loss in float32 (CUDA's autocast lists
+    both as float32 ops), values close to stock's."""
+    x, t = torch.randn(4, IN, device="cuda"), torch.randint(0, OUT, (4,), device="cuda")
+    model, lossy = ClassNet().cuda(), WithLoss().cuda()
+    ref, lossy_ref = copy.deepcopy(model), copy.deepcopy(lossy)
+    pyops.fuse(model, backend=backend)
+    pyops.fuse(lossy, backend=backend)
+    with torch.autocast("cuda", dtype=torch.float16):
+        with OpLog() as log:
+            y, loss = model(x), lossy(x, t)
+        y_ref, loss_ref = ref(x), lossy_ref(x, t)
+    assert {"mlp", "log_softmax", "cross_entropy"} <= pyops_ops(log.names), log.names
+    assert y.dtype == y_ref.dtype == torch.float32 and loss.dtype == loss_ref.dtype == torch.float32
+    assert_close(y, y_ref, dtype=torch.float16)
+    assert_close(loss, loss_ref, dtype=torch.float16)
+
+
+@pytest.mark.gpu
+def test_fused_model_on_a_device_its_backend_cannot_run_names_the_layer():
+    m = pyops.fuse(sequential(), backend="cpu").cuda()
+    with pytest.raises(RuntimeError, match=r"layer fc1 \+ relu1 \.\.\. output: mlp: .*cuda"):
+        m(torch.randn(2, IN, device="cuda"))
 
 
 def test_whole_model_pickle_and_deepcopy_stay_fused():
