@@ -72,9 +72,10 @@ def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D
                              ACC: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     x_row = _row_base(x_ptr, row, inner, ld_n, ld_d)
-    t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
-    x_t = tl.where(valid, tl.load(x_row + t * ld_c).to(ACC), 0.0)
-    ref = tl.where(x_t - x_t == 0.0, x_t, 0.0)  # x_t if finite: the shift of the smoothing sum
+    if SMOOTH:  # the target's logit shifts the smoothing sum; without smoothing it is read after the loop
+        t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+        x_t = tl.where(valid, tl.load(x_row + t * ld_c).to(ACC), 0.0)
+        ref = tl.where(x_t - x_t == 0.0, x_t, 0.0)  # x_t if finite: the shift of the smoothing sum
     offs = tl.arange(0, BLOCK)
     ninf = -float("inf")
     m = tl.max(tl.full([BLOCK], ninf, ACC), axis=0)  # scalar (max, sum, smoothing sums) of the row so far
@@ -98,6 +99,9 @@ def cross_entropy_fwd_kernel(x_ptr, inner, ld_n, ld_d, ld_c,   # logits [N, C, D
                 w_sum += tl.sum(w, axis=0)
             else:
                 d += tl.sum(xs, axis=0)
+    if not SMOOTH:  # (nothing of the target's is live across the loop: less register pressure)
+        t, valid, w_t = _read_target(t_ptr, row, w_ptr, ignore_index, C, HAS_WEIGHT, ACC)
+        x_t = tl.where(valid, tl.load(x_row + t * ld_c).to(ACC), 0.0)
     # lse in float64 (as the CUDA kernels): lse - x_t stays exact to ACC however large the logits
     lse = m.to(tl.float64) + tl.log(s.to(tl.float64))
     tl.store(lse_ptr + row, lse)
@@ -229,12 +233,16 @@ def row_block(C: int) -> int:
 
 
 def _num_warps(block, element_size=4):
-    # Up to 2048 columns 4 warps, float64 4 elements per thread (8 or 16 warps); at 4096 8 fp16/bf16 or 4
-    # fp32/fp64 elements per thread.  Wider shares spilled in the Triton AOT audit: 16 fp32 at 4096, and,
-    # compiled as the JIT compiles contiguous rows (where it vectorizes the loads), the smoothing kernels with
-    # 8 fp32 at 4096 and 8 doubles at 1024, 2048 and 4096.
+    # Up to 2048 columns 4 warps, float64 16 warps at 1024 and 2048 (2 and 4 elements per thread, at least 8
+    # warps below); at 4096 8 fp16/bf16 or 4 fp32/fp64 elements per thread.  Wider shares spilled in the Triton
+    # AOT audit: 16 fp32 at 4096, and, compiled as the JIT compiles contiguous rows (where it vectorizes the
+    # loads), the smoothing kernels with 8 fp32 at 4096 and 8 doubles at 1024, 2048 and 4096.  float64 at 1024
+    # has 16 warps, not 8 (4 doubles per thread), because Triton 3.6's sm_80 build of the contiguous weighted
+    # smoothing forward then kept 16 bytes on the stack (48 registers: ptxas outlines the fp64 log after the
+    # loop and saves values across it); with 16 warps (54 registers) or 4 (69) it has none.  16 keeps one
+    # 16-byte load per thread per block, as 2048 has two: the same bytes per program, more threads on them.
     if block <= 2048:
-        return max(8, block // 128) if element_size == 8 else 4
+        return max(8, min(16, block // 64)) if element_size == 8 else 4
     return 16 if element_size == 2 else 32
 
 

@@ -5,7 +5,8 @@
   train    train the seed MLP on mnist or fashion-mnist (also under torchrun with --ddp), or fit y = x^3 (cubic)
   bench    the seed MLP's training step: stock eager, fused Adam, torch.compile and pyops, side by side
   profile  an op's CUDA kernels on the emulator with memory counting: requests, sectors, unique bytes against the
-           bytes model, shared-memory wavefronts, barriers, occupancy for sm_80/sm_90 (docs/profiling.md)
+           bytes model, shared-memory wavefronts, barriers, occupancy for sm_80/sm_90, per launch and in total
+           (docs/profiling.md)
   tour     the teaching tour: each op's CUDA kernel from the naive one to the shipped one, run on the CPU
 """
 from __future__ import annotations
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "request (and the ideal), L1-level bytes, unique bytes; shared-memory requests, wavefronts "
                         "and excess wavefronts (bank conflicts); barriers and warp collectives per warp; active lanes "
                         "per access (a source-level estimate); theoretical occupancy on sm_80 and sm_90 from the "
-                        "cubins' resource usage; and the op's unique bytes against its docs' bytes model.  Shapes: "
+                        "cubins' resource usage; then the total over the launches (requests, sectors, wavefronts, unique "
+                        "bytes) against the op's docs' bytes model.  Shapes: "
                         + "; ".join(f"{k} {v[1]} (default {','.join(map(str, v[2]))})" for k, v in OPS.items()) + ".")
     pr.add_argument("op", nargs="?", choices=tuple(OPS))
     pr.add_argument("--shape", default=None, help="the op's shape (see above); default: the MNIST MLP's")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import re
@@ -521,9 +522,40 @@ def _profile_op(op: str, shape, dtype, direction: str, by_line: bool) -> dict:
     return make_report(op, shape, dtype, direction, launches, minimum(shape, _elt(dtype), direction))
 
 
+_SUMMED = {"global": ("requests", "sectors", "ideal_sectors", "l1_bytes", "requested_bytes"),
+           "shared": ("requests", "wavefronts", "ideal_wavefronts", "excess_wavefronts")}
+
+
+def totals(launches: list, min_bytes: int | None = None) -> dict:
+    """The sum over several launches (``Launch`` objects or their ``to_dict()`` rows), as an op or a training
+    step that launches several kernels moves them: per class its requests, sectors (with the ideal) and
+    L1-level bytes, or shared wavefronts (with the ideal and the excess); unique bytes summed over the launches
+    (each launch is counted from a cold cache, so a tensor one launch writes and the next reads counts in both:
+    what DRAM moves when nothing stays in L2 between them); barriers and warps.  With ``min_bytes`` (a bytes
+    model's minimum) also the ratio of the unique bytes to it."""
+    rows = [L.to_dict() if isinstance(L, Launch) else L for L in launches]
+    out: dict = {"launches": len(rows), "kernels": len({r["kernel"] for r in rows})}
+    for c in CLASSES:
+        present = [r[c] for r in rows if c in r]
+        if not present:
+            continue
+        e = {k: sum(x[k] for x in present) for k in _SUMMED[c.split("_")[0]]}
+        if c.startswith("global"):
+            e["sectors_per_request"] = round(e["sectors"] / e["requests"], 2) if e["requests"] else 0.0
+            e["ideal_sectors_per_request"] = round(e["ideal_sectors"] / e["requests"], 2) if e["requests"] else 0.0
+        out[c] = e
+    out["unique_bytes"] = {k: sum(r["unique_bytes"][k] for r in rows) for k in ("load", "store", "all")}
+    out["warps"] = sum(r["warps"] for r in rows)
+    out["barriers"] = round(sum(r["barriers_per_warp"] * r["warps"] for r in rows))
+    if min_bytes is not None:
+        out["model_min_bytes"] = min_bytes
+        out["unique_over_model"] = round(out["unique_bytes"]["all"] / min_bytes, 3) if min_bytes else None
+    return out
+
+
 def make_report(op: str, shape, dtype, direction: str, launches: list, min_bytes: int) -> dict:
-    """profile_op's result for these launches: each launch's counts and occupancy, the op's unique bytes
-    against the bytes model's minimum."""
+    """profile_op's result for these launches: each launch's counts and occupancy, their total (``totals``), the
+    op's unique bytes against the bytes model's minimum."""
     unique = sum(L.unique_bytes for L in launches)
     rows = []
     for L in launches:
@@ -531,8 +563,31 @@ def make_report(op: str, shape, dtype, direction: str, launches: list, min_bytes
         d["occupancy"] = launch_occupancy(L)
         rows.append(d)
     return {"op": op, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""), "direction": direction,
-            "launches": rows, "unique_bytes": unique, "model_min_bytes": min_bytes,
+            "launches": rows, "total": totals(rows, min_bytes), "unique_bytes": unique, "model_min_bytes": min_bytes,
             "unique_over_model": round(unique / min_bytes, 3) if min_bytes else None}
+
+
+def format_totals(t: dict, indent: str = "  ") -> list[str]:
+    """The text lines of ``totals``' result."""
+    out = [f"{indent}total over {t['launches']} launch{'es' if t['launches'] != 1 else ''} "
+           f"({t['kernels']} kernel{'s' if t['kernels'] != 1 else ''}):"]
+    for c in CLASSES:
+        e = t.get(c)
+        if not e:
+            continue
+        if c.startswith("global"):
+            out.append(f"{indent}  {c:<14} requests {e['requests']:>8}  sectors {e['sectors']:>9} (ideal "
+                       f"{e['ideal_sectors']})  sectors/request {e['sectors_per_request']:.2f} (ideal "
+                       f"{e['ideal_sectors_per_request']:.2f})  L1 bytes {e['l1_bytes']:>10}")
+        else:
+            out.append(f"{indent}  {c:<14} requests {e['requests']:>8}  wavefronts {e['wavefronts']:>8}  "
+                       f"excess {e['excess_wavefronts']:>7}")
+    u = t["unique_bytes"]
+    line = f"{indent}  unique bytes {u['all']} (load {u['load']}, store {u['store']})"
+    if "model_min_bytes" in t:
+        line += f"; bytes model minimum {t['model_min_bytes']} -> ratio {t['unique_over_model']}"
+    out.append(line + f";  barriers {t['barriers']} over {t['warps']} warps")
+    return out
 
 
 def format_report(rep: dict, by_line: bool = False) -> str:
@@ -566,8 +621,7 @@ def format_report(rep: dict, by_line: bool = False) -> str:
                 what = (f"sectors/req {s['sectors'] / s['requests']:.2f}" if s["class"].startswith("global")
                         else f"wavefronts/req {s['wavefronts'] / s['requests']:.2f}")
                 out.append(f"      {s['line']:<28} {s['class']:<14} {s['size']:>2} B  requests {s['requests']:>8}  {what}")
-    out.append(f"  total unique bytes {rep['unique_bytes']}; bytes model minimum {rep['model_min_bytes']} "
-               f"-> ratio {rep['unique_over_model']}")
+    out += format_totals(rep["total"])
     return "\n".join(out)
 
 
@@ -590,31 +644,35 @@ def docs_section(page: str) -> str:
         for shape in (mnist, large):
             for d in dirs:
                 rep = profile_op(op, shape, torch.float32, d, cache=True)
-                for L in rep["launches"]:
-                    def spr(c):
-                        e = L.get(c)
-                        return f"{e['sectors_per_request']:.2f} ({e['ideal_sectors_per_request']:.2f})" if e else "-"
+                def spr(L, c):
+                    e = L.get(c)
+                    return f"{e['sectors_per_request']:.2f} ({e['ideal_sectors_per_request']:.2f})" if e else "-"
+
+                def shared(L):
                     wf = [L[c] for c in ("shared_load", "shared_store") if c in L]
-                    shared = (f"{sum(e['wavefronts'] for e in wf)} ({sum(e['excess_wavefronts'] for e in wf)})"
-                              if wf else "-")
+                    return f"{sum(e['wavefronts'] for e in wf)} ({sum(e['excess_wavefronts'] for e in wf)})" if wf else "-"
+                for L in rep["launches"]:
                     rows.append(f"| {op} {d} {_shape_str(op, shape)} | `{L['kernel']}` | {'x'.join(map(str, L['grid']))}"
-                                f" × {'x'.join(map(str, L['block']))} | {L['dynamic_smem']} | {spr('global_load')} | "
-                                f"{spr('global_store')} | {shared} | {L['unique_bytes']['all']} | "
+                                f" × {'x'.join(map(str, L['block']))} | {L['dynamic_smem']} | {spr(L, 'global_load')} | "
+                                f"{spr(L, 'global_store')} | {shared(L)} | {L['unique_bytes']['all']} | "
                                 f"{L['barriers_per_warp']} | {L['lanes_per_access_estimate']} |")
                     o = L["occupancy"]
                     if o:
                         occ_rows.append(f"| `{L['kernel']}` | {L['block'][0] * L['block'][1] * L['block'][2]} | "
                                         + " | ".join(f"{o[a]['registers']} reg, {o[a]['occupancy']:.0%} ({o[a]['limiter']})"
                                                      if a in o else "-" for a in ARCHS) + " |")
-                rows.append(f"| **{op} {d} {_shape_str(op, shape)}: total** | | | | | | | "
-                            f"**{rep['unique_bytes']}** = {rep['unique_over_model']}× the model's {rep['model_min_bytes']}"
-                            f" | | |")
+                t = rep["total"]
+                rows.append(f"| **{op} {d} {_shape_str(op, shape)}: total** | {t['launches']} "
+                            f"launch{'es' if t['launches'] != 1 else ''} | | | {spr(t, 'global_load')} | "
+                            f"{spr(t, 'global_store')} | {shared(t)} | **{t['unique_bytes']['all']}** = "
+                            f"{t['unique_over_model']}× the model's {t['model_min_bytes']} | | |")
     out = [BEGIN, "## Profile on the emulator (generated)", "",
            "Counted by the emulator's counting build (docs/profiling.md), float32; regenerate with "
            "`python -m pyops profile --write-docs` (tests/test_profile.py checks this section is current). "
            "Sectors/request: global loads and stores, the ideal for the access in parentheses; shared: wavefronts "
            "(excess = bank conflicts); unique bytes: distinct 32-byte sectors × 32; lanes: active lanes per access, "
-           "a source-level estimate.", "",
+           "a source-level estimate. Each **total** row sums the pass's launches (sectors and requests, wavefronts, "
+           "unique bytes) and sets the unique bytes against the bytes model's minimum.", "",
            "| op, pass, shape | kernel | grid × block | dyn. smem | gld sectors/req | gst sectors/req | "
            "shared wavefronts (excess) | unique bytes | barriers/warp | lanes |",
            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]
@@ -652,15 +710,54 @@ _SASS_OPS = {"LDG": "global_load", "STG": "global_store", "LDS": "shared_load", 
 _SASS_WIDTH = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
 
 
-def sass_accesses(arch: str = "sm_90") -> dict:
-    """{mangled kernel name: {(class, bytes), ...}}: the global/shared loads and stores (LDG/STG/LDS/STS, and
-    global atomics) in pyops._C's cubin for ``arch``, with their widths (cuobjdump --dump-sass)."""
+_STG_RUN = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+STG\.E(\.64)?\s+desc\[\w+\]\[(R\d+)\.64(?:\+0x([0-9a-f]+))?\],")
+
+
+@functools.lru_cache(maxsize=None)
+def sass_dump(arch: str = "sm_90") -> str:
+    """`cuobjdump --dump-sass -arch ARCH` of pyops._C ("" when it has no device code for it)."""
     import triton
 
     from . import _C
 
     tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    text = subprocess.run([str(tool), "--dump-sass", "-arch", arch, _C.__file__], capture_output=True, text=True).stdout
+    return subprocess.run([str(tool), "--dump-sass", "-arch", arch, _C.__file__], capture_output=True, text=True).stdout
+
+
+def sass_split_stores(text: str) -> dict:
+    """{kernel symbol: n} in `cuobjdump --dump-sass` text: the runs of unpredicated 4-byte (8-byte) STG.E at
+    [R], [R+4], [R+8], [R+12] ([R], [R+8]) from a 16-byte-aligned offset: a 16-byte store nvcc split in four
+    (two).  (A source that stores four adjacent scalars unconditionally would match too; pyops' kernels store
+    adjacent elements with vectors.)"""
+    out: dict = {}
+    fn, run = None, []
+    for line in text.splitlines():
+        m = re.match(r"\s*Function : (\S+)", line)
+        if m:
+            fn, run = m.group(1), []
+            continue
+        if "/*" not in line or line.strip().startswith("/* 0x"):
+            continue  # encodings
+        m = _STG_RUN.match(line)
+        if not m:
+            run = []
+            continue
+        width = 8 if m.group(1) else 4
+        reg, off = m.group(2), int(m.group(3) or "0", 16)
+        if run and run[-1][:2] == (reg, width) and off == run[-1][2] + width:
+            run.append((reg, width, off))
+        else:
+            run = [(reg, width, off)] if off % 16 == 0 else []
+        if run and len(run) * width == 16:
+            out[fn] = out.get(fn, 0) + 1
+            run = []
+    return out
+
+
+def sass_accesses(arch: str = "sm_90") -> dict:
+    """{mangled kernel name: {(class, bytes), ...}}: the global/shared loads and stores (LDG/STG/LDS/STS, and
+    global atomics) in pyops._C's cubin for ``arch``, with their widths (cuobjdump --dump-sass)."""
+    text = sass_dump(arch)
     out: dict = {}
     fn = None
     for line in text.splitlines():

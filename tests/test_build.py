@@ -65,8 +65,12 @@ SASS_EXPECTATIONS = [
      r"\blinear_relu_wmma_kernel<(__half|__nv_bfloat16|float)\b", r"\bHMMA\b"),
     ("linear-vec-loads", "the SIMT GEMMs' vectorized variants load 16 bytes per access (LDG.E.128)",
      r"\blinear_relu_simt(128|64|32)_kernel<float, .*, 4>", r"\bLDG\.E\.128\b"),
+    ("linear-vec-stores", "the SIMT GEMMs' vectorized variants store C 16 bytes per access (STG.E.128)",
+     r"\blinear_relu_simt(128|64|32)_kernel<float, .*, 4>", r"\bSTG\.E\.128\b"),
     ("adam-vec-loads", "the multi-tensor Adam loads 16 bytes per access when aligned (LDG.E.128)",
      r"\badam_multi_tensor_kernel<", r"\bLDG\.E\.128\b"),
+    ("adam-vec-stores", "the multi-tensor Adam stores 16 bytes per access when aligned (STG.E.128)",
+     r"\badam_multi_tensor_kernel<", r"\bSTG\.E\.128\b"),
     ("xent-vec-loads", "vectorized cross-entropy kernels load 16 bytes per access (LDG.E.128)",
      r"\bcross_entropy_(fwd|bwd)_(warp|block)_kernel<(float, 4|double, 2|__half, 8|__nv_bfloat16, 8),", r"\bLDG\.E\.128\b"),
 ]

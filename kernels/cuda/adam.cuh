@@ -217,11 +217,13 @@ __device__ __forceinline__ void adam_load(const T* ptr, int64_t i, int64_t n, bo
 
 template <class T, int VEC>
 __device__ __forceinline__ void adam_store(T* ptr, int64_t i, int64_t n, bool vec_ok, const acc_t<T> (&in)[VEC]) {
-  if (vec_ok && i + VEC <= n) {
+  // (n - i >= VEC rather than adam_load's i + VEC <= n: recomputed here, not a predicate kept across the
+  // update, which ptxas spilled to the stack (float, 128 registers) once these became single STG.E.128)
+  if (vec_ok && n - i >= VEC) {
     Vec<T, VEC> x;
 #pragma unroll
     for (int j = 0; j < VEC; ++j) x.v[j] = from_acc<T>(in[j]);
-    store_vec<T, VEC>(ptr + i, x);
+    store_vec_global<T, VEC>(ptr + i, x);
   } else {
 #pragma unroll
     for (int j = 0; j < VEC; ++j)

@@ -161,6 +161,27 @@ template <class T, int N> __device__ __forceinline__ Vec<T, N> load_vec(const T*
 template <class T, int N> __device__ __forceinline__ void store_vec(T* p, const Vec<T, N>& v) {
   *reinterpret_cast<Vec<T, N>*>(p) = v;
 }
+// store_vec to global memory, as one STG.E.128 when 16 bytes.  nvcc (13.0) compiled store_vec's 16-byte
+// struct store as four 4-byte STG.E at +0, +4, +8, +12 (or two 8-byte) in the SIMT GEMM's epilogue (every C
+// store of the float 32 and 64 tiles), in Adam's p/m/v updates and in some of softmax's unrolled warp kernels: the PTX already has four st.global.f32, so nvcc's optimizer, not ptxas, splits them, and whether it
+// does depends on the code around the store (the GEMM epilogue without its bias loads, or without the main
+// loop, gets st.global.v4).  No source-level hint changed it (__builtin_assume_aligned, a uint4 store, the row
+// pointer computed first).  An explicit st.global.v4.b32 cannot be split; the emulator (g++) keeps the struct
+// store, a 16-byte access either way.  Same bits, same place: results are unchanged.  (The generic address is
+// the global one, as CUTLASS's stores assume; converting it first with __cvta_generic_to_global cost the sm_90
+// softmax backward warp kernels <float, 4, false> and <__half, 8, true> 8 bytes of stack.)
+template <class T, int N> __device__ __forceinline__ void store_vec_global(T* p, const Vec<T, N>& v) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(Vec<T, N>) == 16) {
+    uint4 u;
+    memcpy(&u, &v, 16);
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u.x), "r"(u.y), "r"(u.z), "r"(u.w)
+                 : "memory");
+    return;
+  }
+#endif
+  store_vec<T, N>(p, v);
+}
 
 constexpr unsigned FULL_MASK = 0xffffffffu;
 

@@ -124,7 +124,7 @@ template <class T, int VEC> __device__ __forceinline__ Vec<T, VEC> load_classes(
 template <class T, int VEC>
 __device__ __forceinline__ void store_classes(T* row, int64_t c, int64_t ld_c, const Vec<T, VEC>& v) {
   if constexpr (VEC == 1) row[c * ld_c] = v.v[0];
-  else store_vec<T, VEC>(row + c, v);
+  else store_vec_global<T, VEC>(row + c, v);
 }
 
 template <class A> struct RowTarget {
@@ -425,7 +425,7 @@ nll_loss_bwd_kernel(const T* __restrict__ grad, int64_t ld_grad, const acc_t<T>*
     Vec<T, VEC> o;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) o.v[k] = from_acc<T>(tg.valid && c + k == tg.t ? v : A(0));
-    store_vec<T, VEC>(gx + e, o);
+    store_vec_global<T, VEC>(gx + e, o);
   }
 }
 

@@ -171,11 +171,13 @@ const char* linear_bias_grad(const T* g, int64_t g_rs, int64_t g_cs, const T* re
 
 // The XOR applied to the element order of k-group q's transposed stores (see TileLoader::store): derived from
 // bank(q, e, i) = 4 VEC q + 4 e + i sizeof(T)/4 (mod 32 words) for LD = BR + 16 bytes and BR sizeof(T) a
-// multiple of 128.  8-byte T (VEC 2) has no order that helps: its 32/64 tiles keep 2-way conflicts (measured
-// by the profiler; docs/profiling.md).
+// multiple of 128.  8-byte T (VEC 2): a phase is 16 lanes = 2 rows i x 8 k-groups (32/64 tiles, BK 16), whose
+// doubles start at word 8q + 4e + 2i, so q and q + 4 share banks (2 wavefronts per phase); swapping the two
+// elements for q >= 4 moves those k-groups 4 words over: 1 wavefront.  (The 128 tile, BK 8, has q < 4.)
 template <class T, int VEC> __device__ __forceinline__ int red_store_swizzle(int q) {
   if constexpr (sizeof(T) == 4 && VEC == 4) return q & 2;
   else if constexpr (sizeof(T) == 2 && VEC == 8) return (q << 1) & 6;
+  else if constexpr (sizeof(T) == 8 && VEC == 2) return (q >> 2) & 1;
   else return 0;
 }
 
@@ -244,8 +246,9 @@ template <class T, int BR, int BK, int THREADS, GemmDir DIR, int VEC> struct Til
       } else {
         // Transposed: element e of the vector goes to row k + e.  One store instruction writes element e of
         // every lane, and with LD = BR + 16 bytes the lanes of different k-groups q = k / VEC would hit the
-        // same banks (4-byte T, 32/64 tiles: q and q + 2, 2 wavefronts per store; 2-byte T, wmma tile: all
-        // four q, 4 wavefronts -- counted by `python -m pyops profile linear_relu`).  So lane q stores its
+        // same banks (4-byte T, 32/64 tiles: q and q + 2, 2 wavefronts per store; 8-byte T, 32/64 tiles: q and
+        // q + 4, 2 per half-warp phase; 2-byte T, wmma tile: all four q, 4 wavefronts -- counted by
+        // `python -m pyops profile linear_relu`).  So lane q stores its
         // elements in the order e ^ m(q), which moves each k-group onto banks of its own: 1 wavefront.  The
         // same values land in the same places; only the order of a thread's VEC stores changes.
         const int m = red_store_swizzle<T, VEC>(k / VEC);
@@ -386,7 +389,7 @@ __device__ __forceinline__ void gemm_simt(const GemmArgs<T>& p) {
 #pragma unroll
       for (int e = 0; e < RV; ++e) o.v[e] = from_acc<T>(epilogue(acc[i][g * RV + e], bias[g * RV + e], p.relu));
       if (c_vec && n + RV <= p.N) {
-        store_vec<T, RV>(p.c + m * p.c_rs + n, o);
+        store_vec_global<T, RV>(p.c + m * p.c_rs + n, o);
       } else {
 #pragma unroll
         for (int e = 0; e < RV; ++e)

@@ -74,7 +74,7 @@ __device__ __forceinline__ void row_write_output(const T* xr, T* yr, int64_t beg
       const A d = to_acc(v.v[i]) - shift;
       o.v[i] = from_acc<T>(LOG ? d : exp_(d) * inv);
     }
-    store_vec<T, VEC>(yr + c, o);
+    store_vec_global<T, VEC>(yr + c, o);
   }
 }
 
@@ -104,7 +104,7 @@ __device__ __forceinline__ void row_write_grad(const T* gr, const T* yr, T* gxr,
       const A gi = to_acc(g.v[i]), yi = to_acc(y.v[i]);
       o.v[i] = from_acc<T>(LOG ? gi - exp_(yi) * dot : yi * (gi - dot));
     }
-    store_vec<T, VEC>(gxr + c, o);
+    store_vec_global<T, VEC>(gxr + c, o);
   }
 }
 
