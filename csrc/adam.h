@@ -1,25 +1,67 @@
 // adam.h -- the backend-independent half of adam_step (one Adam/AdamW step over lists of tensors):
-// the argument checks every backend repeats (csrc/cpu/adam.cpp, csrc/cuda/adam.cpp), and the host
-// side of `step` for the non-capturable mode.  The update math is in kernels/cuda/adam.cuh.
+// the hyperparameters read from the op's `hparams` list (declared in kernels/cuda/adam_hparams.h), the
+// argument checks every backend repeats (csrc/cpu/adam.cpp, csrc/cuda/adam.cpp), and the host side of `step`
+// for the non-capturable mode.  The update math is in kernels/cuda/adam.cuh.
 #pragma once
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "csrc/common.h"
+#include "kernels/cuda/adam_hparams.h"
 
 namespace pyops {
 
 constexpr const char* kAdamOp = "adam_step";
+using cuda::AdamHyper;
 
-// The arguments of one adam_step call (schema in csrc/ops.cpp).
+// The C++ type of the adam_step op (schema in csrc/ops.cpp), for its kernels and for mlp_train_step's call.
+using AdamStepSig = void(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                         at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
+                         const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& counters,
+                         bool capturable, at::ArrayRef<double> hparams);
+
+// A value of the hparams list as a field's type: a flag must be 0 or 1.
+template <class T> T adam_hparam_value(double x, const char* name);
+template <> inline double adam_hparam_value<double>(double x, const char*) { return x; }
+template <> inline bool adam_hparam_value<bool>(double x, const char* name) {
+  TORCH_CHECK(x == 0 || x == 1, kAdamOp, ": ", name, " is a flag and must be 0 or 1, got ", x);
+  return x == 1;
+}
+
+// The op's `hparams` list (one value per line of kernels/cuda/adam_hparams.h, in its order) as an AdamHyper,
+// each value checked against its rule.
+inline AdamHyper parse_adam_hparams(at::ArrayRef<double> values) {
+  TORCH_CHECK(values.size() == size_t(cuda::kAdamNumHparams), kAdamOp, ": expected ", cuda::kAdamNumHparams,
+              " hyperparameters in hparams (", cuda::kAdamHparamNames, "in this order), got ", values.size());
+  AdamHyper h;
+  size_t i = 0;
+#define PYOPS_ADAM_PARSE(type, name, default_value, key, valid, rule)                              \
+  {                                                                                               \
+    const type v = adam_hparam_value<type>(values[i++], #name);                                   \
+    TORCH_CHECK(valid, kAdamOp, ": " #name " must be " rule ", got ", v);                          \
+    h.name = v;                                                                                   \
+  }
+  PYOPS_ADAM_HPARAMS(PYOPS_ADAM_PARSE)
+#undef PYOPS_ADAM_PARSE
+  return h;
+}
+
+// The arguments of one adam_step call (schema in csrc/ops.cpp), the hyperparameters parsed and checked.
 struct AdamArgs {
+  AdamArgs(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+           at::TensorList max_exp_avg_sqs, at::TensorList steps, const std::optional<at::Tensor>& lr_tensor,
+           const std::optional<at::Tensor>& counters, bool capturable, at::ArrayRef<double> hparams)
+      : params(params), grads(grads), exp_avgs(exp_avgs), exp_avg_sqs(exp_avg_sqs),
+        max_exp_avg_sqs(max_exp_avg_sqs), steps(steps), lr_tensor(lr_tensor), counters(counters),
+        capturable(capturable), h(parse_adam_hparams(hparams)) {}
   at::TensorList params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
   const std::optional<at::Tensor>& lr_tensor;
   const std::optional<at::Tensor>& counters;
-  double lr, beta1, beta2, weight_decay, eps;
-  bool amsgrad, maximize, decoupled, capturable;
+  bool capturable;
+  AdamHyper h;
 };
 
 // exp_avg & co. of an fp16/bf16 param are float32 (fp32 state, see kernels/cuda/adam.cuh).
@@ -56,7 +98,7 @@ inline void check_adam(const AdamArgs& a, bool allow_half) {
   check_len(a.exp_avgs, "exp_avgs", n);
   check_len(a.exp_avg_sqs, "exp_avg_sqs", n);
   check_len(a.steps, "state_steps", n);
-  if (a.amsgrad) check_len(a.max_exp_avg_sqs, "max_exp_avg_sqs with amsgrad=True", n);
+  if (a.h.amsgrad) check_len(a.max_exp_avg_sqs, "max_exp_avg_sqs with amsgrad=True", n);
   else TORCH_CHECK(a.max_exp_avg_sqs.empty(), kAdamOp, ": max_exp_avg_sqs must be empty when amsgrad=False, got ",
                    a.max_exp_avg_sqs.size(), " tensors");
   if (n == 0) return;
@@ -91,7 +133,7 @@ inline void check_adam(const AdamArgs& a, bool allow_half) {
                 "] (", p.strides(), "), got ", g.strides());
     check_adam_state(a.exp_avgs[i], "exp_avgs", i, p);
     check_adam_state(a.exp_avg_sqs[i], "exp_avg_sqs", i, p);
-    if (a.amsgrad) check_adam_state(a.max_exp_avg_sqs[i], "max_exp_avg_sqs", i, p);
+    if (a.h.amsgrad) check_adam_state(a.max_exp_avg_sqs[i], "max_exp_avg_sqs", i, p);
     const at::Tensor& s = a.steps[i];
     check_scalar_tensor(s, "state_steps", i);
     if (a.capturable) {

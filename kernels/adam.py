@@ -32,6 +32,7 @@ import torch
 from triton.runtime.interpreter import InterpretedFunction
 
 from .. import _checks
+from .._C import parse_adam_hparams
 from . import count_launch
 
 BLOCK = 1024  # elements per tile (program): 4 warps x 32 threads x 8 elements
@@ -158,9 +159,9 @@ def _as_int64_words(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int64)
 
 
-def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-           beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    """One Adam/AdamW step for lists of tensors of one device and dtype (checked by adam_step below)."""
+def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable, h):
+    """One Adam/AdamW step for lists of tensors of one device and dtype (checked by adam_step below); ``h``: the
+    hyperparameters by name (kernels/cuda/adam_hparams.h)."""
     n = len(params)
     device, dtype = params[0].device, params[0].dtype
     if isinstance(adam_multi_tensor_kernel, InterpretedFunction) and device.type != "cpu":
@@ -169,6 +170,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
                            f"table kernel on CPU tensors only, got {device} tensors; unset TRITON_INTERPRET to run "
                            "it on the GPU")
     acc = torch.float64 if dtype == torch.float64 else torch.float32
+    lr, beta1, beta2, weight_decay, eps = h["lr"], h["beta1"], h["beta2"], h["weight_decay"], h["eps"]
     # capturable: an lr tensor on the device is read by the kernel; otherwise here (as torch.optim does)
     lr_on_device = capturable and lr_tensor is not None and lr_tensor.device == device
     if lr_tensor is not None and not lr_on_device:
@@ -177,7 +179,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     table, addrs = [], []
     for i in range(n):
         row = [params[i].data_ptr(), grads[i].data_ptr(), exp_avgs[i].data_ptr(), exp_avg_sqs[i].data_ptr(),
-               max_exp_avg_sqs[i].data_ptr() if amsgrad else 0]
+               max_exp_avg_sqs[i].data_ptr() if h["amsgrad"] else 0]
         addrs += row
         table += row + [params[i].numel(), firsts[i], state_steps[i].data_ptr() if capturable else 0]
     coef = []
@@ -199,8 +201,8 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     adam_multi_tensor_kernel[grid](
         buf, buf[n_int:], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
         lr_tensor if lr_on_device else buf, counters if capturable else buf,
-        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=amsgrad, MAXIMIZE=maximize,
-        WD_MODE=0 if weight_decay == 0 else (2 if decoupled_weight_decay else 1), W_SMALL=abs(w) < 0.5,
+        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
+        WD_MODE=0 if weight_decay == 0 else (2 if h["decoupled_weight_decay"] else 1), W_SMALL=abs(w) < 0.5,
         CAPTURABLE=capturable, LR_PTR=lr_on_device, STEP_F64=state_steps[0].dtype == torch.float64,
         ALIGNED=all(a % 16 == 0 for a in addrs), BLOCK=BLOCK, num_warps=NUM_WARPS)
 
@@ -281,10 +283,10 @@ def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_st
         raise RuntimeError(f"{op}: expected the lr tensor to be a one-element float32/float64 tensor")
 
 
-def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-              beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
-                 capturable)
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable,
+              hparams):
+    h = parse_adam_hparams(hparams)  # csrc/adam.h's parse and checks: {name: value}
+    _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                 h["amsgrad"], capturable)
     if params:
-        launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-               beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)
+        launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable, h)
