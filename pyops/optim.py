@@ -49,11 +49,14 @@ __all__ = ["Adam", "AdamW", "HPARAMS", "hparams"]
 #: The hyperparameters the adam_step and mlp_train_step ops take in their ``hparams`` list, in its order:
 #: (name, "float" or "bool", default, param-group key) each -- declared once, in kernels/cuda/adam_hparams.h.
 HPARAMS: tuple = _ops._C.adam_hparams()
-# where each is in a param group: (key, None) for group[key], ("betas", 0) for "betas[0]": group["betas"][0]
-_KEYS = [(base, int(index[:-1]) if index else None) for base, _, index in (h[3].partition("[") for h in HPARAMS)]
-# the declared defaults of the hyperparameters with a key of their own (those torch.optim.Adam has not are
-# keyword arguments of Adam() with these defaults)
-_GROUP_DEFAULTS = {key: default for _, _, default, key in HPARAMS if "[" not in key}
+# where each is in a param group: (key, None, default) for group[key], ("betas", 0, _) for "betas[0]"
+_KEYS = [(base, int(index[:-1]) if index else None, default)
+         for base, _, index, default in (h[3].partition("[") + (h[2],) for h in HPARAMS)]
+# The declared hyperparameters that torch.optim.Adam has not: keyword arguments of Adam(), in a param group only
+# when given (so that the state_dict stays torch.optim's), their default otherwise.
+_EXTRA = {key for key, i, _ in _KEYS if i is None and key not in inspect.signature(torch.optim.Adam).parameters}
+# torch.optim.Adam's group defaults for a state_dict or pickle that lacks them (its __setstate__)
+_TORCH_DEFAULTS = {key: default for key, i, default in _KEYS if i is None and key not in _EXTRA}
 
 
 def hparams(group: dict) -> tuple[Tensor | None, list[float]]:
@@ -61,7 +64,7 @@ def hparams(group: dict) -> tuple[Tensor | None, list[float]]:
     is a tensor (else None; its place in the list is then 0), and every hyperparameter of :data:`HPARAMS` as a
     float, in order (a flag as 0 or 1)."""
     lr = group["lr"]
-    values = [group[key] if i is None else group[key][i] for key, i in _KEYS]
+    values = [group.get(key, default) if i is None else group[key][i] for key, i, default in _KEYS]
     return (lr if isinstance(lr, Tensor) else None), [0.0 if isinstance(v, Tensor) else float(v) for v in values]
 
 
@@ -150,11 +153,10 @@ class Adam(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
                         fused=fused, decoupled_weight_decay=decoupled_weight_decay)
-        for key, default in _GROUP_DEFAULTS.items():  # the hyperparameters torch.optim.Adam has not
-            if key not in defaults:
-                defaults[key] = more_hparams.pop(key, default)
-        if more_hparams:
-            raise TypeError(f"{name}.__init__() got an unexpected keyword argument {next(iter(more_hparams))!r}")
+        unknown = more_hparams.keys() - _EXTRA
+        if unknown:
+            raise TypeError(f"{name}.__init__() got an unexpected keyword argument {min(unknown)!r}")
+        defaults.update(more_hparams)
         self.reset_cache()
         self.backend = backend
         super().__init__(params, defaults)
@@ -168,7 +170,7 @@ class Adam(torch.optim.Optimizer):
         # casts state to the param dtype), and a fresh cache
         super().__setstate__(state)
         for group in self.param_groups:
-            for key, default in (*_GROUP_DEFAULTS.items(), ("foreach", None), ("capturable", False),
+            for key, default in (*_TORCH_DEFAULTS.items(), ("foreach", None), ("capturable", False),
                                  ("differentiable", False), ("fused", None)):
                 group.setdefault(key, default)
             for p in group["params"]:
