@@ -1,7 +1,7 @@
 """Triton Adam / AdamW: one step for every tensor of a (device, dtype) group in one launch.
 
 Math (derivation, and the torch.optim order of operations it follows, in kernels/cuda/adam.cuh):
-    g <- -grad if maximize else grad;   g <- g / loss_scale;   Adam: g <- fma(p, wd, g);   AdamW: p <- p * (1 - lr*wd)
+    g <- -grad if maximize else grad;   Adam: g <- fma(p, wd, g);   AdamW: p <- p * (1 - lr*wd)
     m <- lerp(m, g, 1 - beta1);   v <- fma((1 - beta2) * g, g, v * beta2);   amsgrad: vmax <- max(vmax, v)
     p <- p + (-(lr / (1 - beta1^t)) * m) / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
@@ -38,7 +38,7 @@ from . import count_launch
 BLOCK = 1024  # elements per tile (program): 4 warps x 32 threads x 8 elements
 NUM_WARPS = 4
 ROW = 8       # int64 columns of a table row
-N_HYPER = 7   # accumulation-type hyperparameters: w = 1 - beta1, 1 - w, beta2, 1 - beta2, weight_decay, eps, loss_scale
+N_HYPER = 6   # accumulation-type hyperparameters: w = 1 - beta1, 1 - w, beta2, 1 - beta2, weight_decay, eps
 N_COEF = 3    # per-tensor scalars: -step_size, sqrt(1 - beta2^t), 1 - lr*wd
 
 
@@ -50,7 +50,7 @@ def adam_multi_tensor_kernel(table_ptr,        # int64 [n, ROW]: addresses, nume
                              hyper64_ptr,      # float64 [4]: lr, beta1, beta2, weight_decay (capturable)
                              lr_ptr, counters_ptr,  # capturable: lr tensor (with LR_PTR), int32 [n] counters
                              P_DTYPE: tl.constexpr, ACC: tl.constexpr, AMSGRAD: tl.constexpr,
-                             MAXIMIZE: tl.constexpr, SCALED: tl.constexpr, WD_MODE: tl.constexpr, W_SMALL: tl.constexpr,
+                             MAXIMIZE: tl.constexpr, WD_MODE: tl.constexpr, W_SMALL: tl.constexpr,
                              CAPTURABLE: tl.constexpr, LR_PTR: tl.constexpr, STEP_F64: tl.constexpr,
                              ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
     tile = tl.program_id(0).to(tl.int64)
@@ -104,11 +104,6 @@ def adam_multi_tensor_kernel(table_ptr,        # int64 [n, ROW]: addresses, nume
             v = tl.load(v_ptrs, mask=mask)
             if MAXIMIZE:
                 g = -g
-            if SCALED:  # IEEE division, as the C++ kernels (fp32 `/` is an approximation on the GPU)
-                if ACC == tl.float64:
-                    g = g / tl.load(hyper_ptr + 6)
-                else:
-                    g = tl.div_rn(g, tl.load(hyper_ptr + 6))
             if WD_MODE == 1:  # Adam: L2 penalty into the gradient
                 g = tl.fma(p, tl.load(hyper_ptr + 4), g)
             if WD_MODE == 2:  # AdamW: decoupled decay of the parameter
@@ -194,7 +189,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
             t = s.item()
             coef += [-(lr / (1 - beta1**t)), (1 - beta2**t) ** 0.5, 1 - lr * weight_decay]
     w = float(torch.tensor(1 - beta1, dtype=acc))  # the lerp weight, rounded as the kernel sees it
-    hyper = torch.tensor([w, 1 - w, beta2, 1 - beta2, weight_decay, eps, h["loss_scale"]] + coef, dtype=acc)
+    hyper = torch.tensor([w, 1 - w, beta2, 1 - beta2, weight_decay, eps] + coef, dtype=acc)
     hyper[1] = 1 - hyper[0]  # 1 - w computed in the accumulation type, as ATen's lerp does
     tile_tensor = [i for i in range(n) for _ in range(firsts[i + 1] - firsts[i])]
     ints = torch.tensor(table + tile_tensor, dtype=torch.int64)
@@ -206,7 +201,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     adam_multi_tensor_kernel[grid](
         buf, buf[n_int:], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
         lr_tensor if lr_on_device else buf, counters if capturable else buf,
-        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"], SCALED=h["loss_scale"] != 1,
+        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
         WD_MODE=0 if weight_decay == 0 else (2 if h["decoupled_weight_decay"] else 1), W_SMALL=abs(w) < 0.5,
         CAPTURABLE=capturable, LR_PTR=lr_on_device, STEP_F64=state_steps[0].dtype == torch.float64,
         ALIGNED=all(a % 16 == 0 for a in addrs), BLOCK=BLOCK, num_warps=NUM_WARPS)
@@ -221,7 +216,7 @@ def aot_variants():
     ]:
         acc = torch.float64 if dtype == torch.float64 else torch.float32
         a = "fp64" if acc == torch.float64 else "fp32"
-        constexprs = dict(P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=amsgrad, MAXIMIZE=False, SCALED=False, WD_MODE=wd_mode,
+        constexprs = dict(P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=amsgrad, MAXIMIZE=False, WD_MODE=wd_mode,
                           W_SMALL=True, CAPTURABLE=capturable, LR_PTR=capturable, STEP_F64=False, ALIGNED=aligned,
                           BLOCK=BLOCK)
         sig = {"table_ptr": "*i64", "tile_tensor_ptr": "*i64", "hyper_ptr": f"*{a}", "coef_ptr": f"*{a}",

@@ -471,30 +471,6 @@ def test_backend_from_the_block_around_step():
         pinned.step()  # the constructor's backend= wins over the block
 
 
-@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
-def test_loss_scale(backend):
-    """loss_scale=s on the gradients of a loss scaled by s (a power of two: exact) is torch.optim on the
-    unscaled ones, Adam and AdamW; a scale <= 0 is refused by the op."""
-    torch.manual_seed(0)
-    for kw in ({"eps": 1e-3}, {"weight_decay": 1e-2, "amsgrad": True}):  # (Adam is scale-invariant but for eps and L2)
-        for cls, ref_cls in ((pyops.optim.Adam, torch.optim.Adam), (pyops.optim.AdamW, torch.optim.AdamW)):
-            params = [p.requires_grad_() for p in make_params(torch.float32, SHAPES_A)]
-            ref_params = [p.detach().clone().requires_grad_() for p in params]
-            ours = cls(params, loss_scale=1024.0, backend=backend, **kw)
-            ref = ref_cls(ref_params, foreach=False, **kw)
-            for _ in range(3):
-                grads = [torch.randn_like(p) for p in params]
-                for p, q, g in zip(params, ref_params, grads):
-                    p.grad, q.grad = g * 1024, g.clone()
-                ours.step()
-                ref.step()
-            compare(ours, ref, params, ref_params, REL[torch.float32])
-    p = torch.zeros(3, requires_grad=True)
-    p.grad = torch.ones(3)
-    with pytest.raises(RuntimeError, match=r"adam_step: loss_scale must be > 0, got 0$"):
-        pyops.optim.Adam([p], loss_scale=0.0, backend=backend).step()
-
-
 def test_backend_torch_is_torch_optim():
     torch.manual_seed(0)
     ours, ref, ours_p, ref_p = run_pair("torch", torch.float32, 5, dict(amsgrad=True, weight_decay=1e-2))

@@ -2,7 +2,7 @@
 //
 // Math, per element, exactly in the order torch.optim.Adam (_single_tensor_adam) evaluates it, so
 // results agree with PyTorch to within a few ulps (t = the step count after this step):
-//   g  <- -grad if maximize else grad;   g <- g / loss_scale   (the gradient of a loss multiplied by loss_scale)
+//   g  <- -grad if maximize else grad
 //   Adam  (L2):        g <- g + wd * p                       (torch: grad.add(param, alpha=wd), one FMA)
 //   AdamW (decoupled): p <- p * (1 - lr * wd)                (torch: param.mul_(1 - lr * wd))
 //   m  <- lerp(m, g, 1 - beta1)                              (one FMA, two forms as in ATen's lerp)
@@ -119,7 +119,6 @@ __host__ __device__ inline void adam_update(L& p, L g, L& m, L& v, L& vmax, cons
                                             const AdamHyper& h) {
   using M = AdamMath<L>;
   if (h.maximize) g = M::neg(g);
-  if (h.loss_scale != 1) g = g / L(A(h.loss_scale));
   if (h.weight_decay != 0) {
     if (h.decoupled_weight_decay) p = p * L(c.decay);
     else g = M::fma(p, L(c.weight_decay), g);

@@ -24,7 +24,6 @@
   X(double, beta2, 0.999, "betas[1]", v >= 0 && v < 1, "in [0, 1)")                \
   X(double, eps, 1e-8, "eps", v >= 0, ">= 0")                                      \
   X(double, weight_decay, 0.0, "weight_decay", v >= 0, ">= 0")                     \
-  X(double, loss_scale, 1.0, "loss_scale", v > 0, "> 0")                           \
   X(bool, amsgrad, false, "amsgrad", true, "")                                     \
   X(bool, maximize, false, "maximize", true, "")                                   \
   X(bool, decoupled_weight_decay, false, "decoupled_weight_decay", true, "")
