@@ -23,8 +23,8 @@
 // gradient does not require grad) instead of returning zeros.  The derivative for the class weights is not
 // implemented, as in PyTorch.
 //
-// Under torch.compile these ops decompose (CompositeImplicitAutograd) into <op>_fwd / <op>_bwd, whose fakes
-// pyops/_checks.py registers.
+// Under torch.compile these ops decompose (CompositeImplicitAutograd) into <op>_fwd / <op>_bwd, traced through
+// their Meta kernels (csrc/meta.cpp).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>

@@ -1,12 +1,20 @@
-// common.h -- argument checks and layout helpers shared by the CPU kernels (csrc/cpu) and the CUDA
-// glue (csrc/cuda), so every backend rejects bad input with the same message.
+// common.h -- argument checks and layout helpers shared by the CPU kernels (csrc/cpu), the CUDA glue
+// (csrc/cuda), the Triton glue (csrc/triton.cpp) and the Meta kernels (csrc/meta.cpp), so every backend
+// rejects bad input with the same message.
+//
+// Checks and output shapes are written once, on symbolic sizes (sym_size, sym_sizes, at::empty_symint):
+// the same functions then serve concrete tensors (a SymInt holding a plain integer costs what an int64_t
+// does) and the Meta kernels that torch.compile traces with dynamic shapes.  Only the views a kernel runs
+// on (Rows here, Matrix, LossProblem) read concrete sizes, strides and pointers.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace pyops {
 
@@ -86,7 +94,9 @@ inline Rows as_rows(const at::Tensor& t, int64_t dim) {
 // contiguous; `restore_layout` gives back the tensor with `t`'s dim order (a permuted view, no copy).
 inline at::Tensor empty_rows_like(const at::Tensor& t, int64_t dim) {
   if (t.dim() == 0) return at::empty({1}, t.options());
-  return at::empty(t.movedim(dim, -1).sizes(), t.options().memory_format(at::MemoryFormat::Contiguous));
+  std::vector<c10::SymInt> sizes(t.sym_sizes().begin(), t.sym_sizes().end());
+  std::rotate(sizes.begin() + dim, sizes.begin() + dim + 1, sizes.end());  // dim last, the others in order
+  return at::empty_symint(sizes, t.options());
 }
 inline at::Tensor restore_layout(const at::Tensor& out, const at::Tensor& like, int64_t dim) {
   if (like.dim() == 0) return out.reshape({});

@@ -1,5 +1,7 @@
-// linear_relu.h -- the backend-independent half of linear / linear+ReLU: argument checks and the
-// [rows, cols] matrix view each backend's kernels run on, shared by csrc/cpu and csrc/cuda.
+// linear_relu.h -- the backend-independent half of linear / linear+ReLU: argument checks, the outputs and
+// the [rows, cols] matrix view each backend's kernels run on, shared by csrc/cpu, csrc/cuda,
+// csrc/triton.cpp and the Meta kernels (csrc/meta.cpp; checks and outputs take symbolic sizes, see
+// csrc/common.h).
 //
 // Registered ops (schemas in csrc/ops.cpp); one layer costs one op each way:
 //   linear_relu_fwd(input (*, K), weight (N, K), bias (N)?, relu) -> output (*, N)
@@ -23,6 +25,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "csrc/common.h"
@@ -32,8 +35,7 @@ namespace pyops {
 inline const char* linear_name(bool relu) { return relu ? "linear_relu" : "linear"; }
 inline const char* linear_backward_name(bool relu) { return relu ? "linear_relu_backward" : "linear_backward"; }
 
-// Forward arguments: dtypes, devices, shapes.  Every backend raises the same messages (the Python
-// twin is pyops/linear_relu.py: check_linear_args).
+// Forward arguments: dtypes, devices, shapes.  Every backend raises the same messages.
 inline void check_linear_args(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                               const char* op, bool allow_half) {
   check_floating(input, op, "input", allow_half);
@@ -44,12 +46,19 @@ inline void check_linear_args(const at::Tensor& input, const at::Tensor& weight,
   TORCH_CHECK(input.dim() >= 1, op, ": expected input of shape (*, in_features), got a 0-D tensor");
   TORCH_CHECK(weight.dim() == 2, op, ": expected weight to be 2-D (out_features, in_features), got ", weight.dim(),
               "-D");
-  TORCH_CHECK(input.size(-1) == weight.size(1), op, ": input has ", input.size(-1), " features (last dim of shape ",
-              input.sizes(), ") but weight expects in_features = ", weight.size(1), " (weight shape ", weight.sizes(),
-              ")");
+  TORCH_CHECK(input.sym_size(-1) == weight.sym_size(1), op, ": input has ", input.sym_size(-1),
+              " features (last dim of shape ", input.sym_sizes(), ") but weight expects in_features = ",
+              weight.sym_size(1), " (weight shape ", weight.sym_sizes(), ")");
   if (bias)
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
-                ": expected bias of shape [out_features] = [", weight.size(0), "], got ", bias->sizes());
+    TORCH_CHECK(bias->dim() == 1 && bias->sym_size(0) == weight.sym_size(0), op,
+                ": expected bias of shape [out_features] = [", weight.sym_size(0), "], got ", bias->sym_sizes());
+}
+
+// Output shape (*, N) of an input (*, K) and a weight (N, K).
+inline std::vector<c10::SymInt> linear_out_shape(const at::Tensor& input, const at::Tensor& weight) {
+  std::vector<c10::SymInt> s(input.sym_sizes().begin(), input.sym_sizes().end());
+  s.back() = weight.sym_size(0);
+  return s;
 }
 
 // Backward arguments: the forward's plus grad_output (and output) of shape (*, out_features).
@@ -60,24 +69,21 @@ inline const char* check_linear_backward_args(const at::Tensor& grad, const at::
   check_linear_args(input, weight, std::nullopt, op, allow_half);
   check_same_dtype(grad, "grad_output", input, "input", op);
   check_same_device({{"input", &input}, {"grad_output", &grad}}, op);
-  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
-  shape.back() = weight.size(0);
-  TORCH_CHECK(grad.sizes() == at::IntArrayRef(shape), op, ": grad_output shape ", grad.sizes(),
-              " does not match the output shape ", at::IntArrayRef(shape));
+  const std::vector<c10::SymInt> shape = linear_out_shape(input, weight);
+  TORCH_CHECK(grad.sym_sizes() == c10::SymIntArrayRef(shape), op, ": grad_output shape ", grad.sym_sizes(),
+              " does not match the output shape ", c10::SymIntArrayRef(shape));
   if (output) {
     check_same_dtype(*output, "output", input, "input", op);
     check_same_device({{"input", &input}, {"output", &*output}}, op);
-    TORCH_CHECK(output->sizes() == grad.sizes(), op, ": output shape ", output->sizes(),
-                " does not match grad_output shape ", grad.sizes());
+    TORCH_CHECK(output->sym_sizes() == grad.sym_sizes(), op, ": output shape ", output->sym_sizes(),
+                " does not match grad_output shape ", grad.sym_sizes());
   }
   return op;
 }
 
-// Output shape (*, N) of an input (*, K).
-inline std::vector<int64_t> linear_out_shape(const at::Tensor& input, int64_t n) {
-  std::vector<int64_t> s(input.sizes().begin(), input.sizes().end());
-  s.back() = n;
-  return s;
+// The forward's output: contiguous (*, N) for an input (*, K) and a weight (N, K).
+inline at::Tensor empty_linear_output(const at::Tensor& input, const at::Tensor& weight) {
+  return at::empty_symint(linear_out_shape(input, weight), input.options());
 }
 
 // A tensor (*, cols) seen as a [rows, cols] matrix: element (r, c) at data + r * rs + c * cs.
@@ -132,9 +138,23 @@ struct LinearGrads {
 };
 inline LinearGrads linear_grads(const at::Tensor& input, const at::Tensor& weight, std::array<bool, 3> output_mask) {
   const auto empty = [&] { return at::empty({0}, input.options()); };
-  return {output_mask[0] ? at::empty(input.sizes(), input.options()) : empty(),
+  return {output_mask[0] ? at::empty_symint(input.sym_sizes(), input.options()) : empty(),
           output_mask[1] ? at::empty_like(weight, at::MemoryFormat::Preserve) : empty(),
-          output_mask[2] ? at::empty({weight.size(0)}, input.options()) : empty()};
+          output_mask[2] ? at::empty_symint({weight.sym_size(0)}, input.options()) : empty()};
+}
+
+// Meta: the layer's checks and outputs, no kernel (half types allowed: the device decides at run time).
+inline at::Tensor linear_relu_forward_meta(const at::Tensor& input, const at::Tensor& weight,
+                                           const std::optional<at::Tensor>& bias, bool relu) {
+  check_linear_args(input, weight, bias, linear_name(relu), /*allow_half=*/true);
+  return empty_linear_output(input, weight);
+}
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_backward_meta(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight,
+    const std::optional<at::Tensor>& output, std::array<bool, 3> output_mask) {
+  check_linear_backward_args(grad_output, input, weight, output, /*allow_half=*/true);
+  auto [gx, gw, gb] = linear_grads(input, weight, output_mask);
+  return {gx, gw, gb};
 }
 
 // ---------------------------------------------------------------- whole MLP

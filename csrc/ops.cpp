@@ -2,11 +2,11 @@
 // extension.
 //
 // The schemas are defined in three operator namespaces, one per backend family: `pyops` in pyops._C (CPU
-// kernels from csrc/cpu, CUDA kernels from csrc/cuda), `pyops_triton` in pyops._C too (the Triton kernels,
-// registered from Python by kernels/__init__.py; the composite ops from csrc/triton.cpp) and, when this file
-// is compiled again with PYOPS_SIM, `pyops_sim` in pyops._C_sim (the CUDA kernels run by the CUDA-on-CPU
-// emulator).  Python adds fake (meta) implementations for all three (pyops/_checks.py), so torch.compile
-// traces every op without running it.  docs/architecture.md has the map.
+// kernels from csrc/cpu, CUDA kernels from csrc/cuda), `pyops_triton` in pyops._C too (csrc/triton.cpp: the
+// ops' checks and outputs, then the Triton launchers of kernels/<op>.py) and, when this file is compiled again
+// with PYOPS_SIM, `pyops_sim` in pyops._C_sim (the CUDA kernels run by the CUDA-on-CPU emulator).  Every
+// namespace gets the same Meta kernels (csrc/meta.cpp), so torch.compile traces every op without running it.
+// docs/architecture.md has the map.
 //
 // Naming: <op>_fwd / <op>_bwd are the backend ops (the kernels); <op> is the differentiable op over them, one
 // C++ autograd node (csrc/autograd.cpp).  Backward ops take what the forward saved.

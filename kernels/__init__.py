@@ -1,10 +1,11 @@
 """pyops' Triton kernels, one module per op (installed as ``pyops.kernels``).
 
-Each module holds the ``@triton.jit`` kernels, a launcher that takes [rows, cols]-shaped tensors with
-their strides, and the glue: the functions named like the ops (``softmax_fwd``, ``linear_relu_bwd``, ...)
-that implement ``pyops_triton::<op>`` -- schemas in csrc/ops.cpp, the same as every backend's.  register()
-below makes them the op's CPU (interpreter) and CUDA kernels; the differentiable ops, mlp_fwd/_bwd and
-mlp_train_step over them are C++ (csrc/triton.cpp), as on every backend.
+Each module holds the ``@triton.jit`` kernels and their launchers, which take the views and outputs the
+ops made and only launch.  The ops ``pyops_triton::<op>`` (schemas in csrc/ops.cpp, the same as every
+backend's) are C++ (csrc/triton.cpp): the checks, views and output allocation of csrc/<op>.h, as on every
+backend, then a call of the launcher (``softmax_forward``, ``linear_backward``, ...); the launcher's module, and
+triton with it, is imported at the op's first call.  adam_step is still registered from Python: register()
+below makes ``adam.adam_step`` its CPU (interpreter) and CUDA kernel.
 Triton decides at decoration time whether a kernel runs in its interpreter: set
 ``TRITON_INTERPRET=1`` before this package's op modules are first imported to run the kernels on CPU tensors.
 """
@@ -13,13 +14,7 @@ import importlib
 LAUNCHES: dict = {}  # kernel name -> launches, so tests can assert which variant ran
 
 #: pyops_triton op -> the module of this package whose function of the same name implements it
-OPS = {
-    "softmax_fwd": "softmax", "log_softmax_fwd": "softmax", "softmax_bwd": "softmax", "log_softmax_bwd": "softmax",
-    "linear_relu_fwd": "linear_relu", "linear_relu_bwd": "linear_relu",
-    "cross_entropy_fwd": "cross_entropy", "cross_entropy_bwd": "cross_entropy",
-    "nll_loss_fwd": "cross_entropy", "nll_loss_bwd": "cross_entropy",
-    "adam_step": "adam",
-}
+OPS = {"adam_step": "adam"}
 
 _library = None
 

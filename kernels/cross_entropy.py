@@ -23,14 +23,17 @@ Accumulation in float32 (float64 for float64 input).  The label smoothing arrive
 
 Target check: a target outside [0, C) that is not ignore_index trips tl.device_assert.  Triton compiles
 device asserts only with debug=True, so on a GPU the launches pass debug=True (sanitize_overflow=False keeps
-the other debug checks out); the interpreter never runs device asserts, so for CPU tensors the launcher checks
-the targets with torch first (CPU tensors: no device synchronization involved).
+the other debug checks out); the interpreter never runs device asserts, so for CPU tensors the op checks
+the targets on the host first (no device synchronization involved).
+
+The ops pyops_triton::nll_loss_fwd/_bwd and cross_entropy_fwd/_bwd are C++ (csrc/triton.cpp): their checks, the
+[N, C, D] layout and the outputs come from csrc/cross_entropy.h, as on every backend; they call the four
+launchers below.
 """
 import torch
 import triton
 import triton.language as tl
 
-from .. import _checks
 from . import count_launch
 
 MAX_BLOCK = 4096    # widest column block of the row kernels
@@ -358,60 +361,3 @@ def aot_variants():
                              "HAS_WEIGHT": "constexpr", "MEAN": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"},
                "constexprs": {"HAS_WEIGHT": True, "MEAN": True, "ACC": acc_tl, "BLOCK": FLAT_BLOCK},
                "num_warps": 4, "expect_vector_loads": False}
-
-
-# ---------------------------------------------------------------- pyops_triton::cross_entropy_fwd & co. (csrc/ops.cpp)
-def _check_targets_on_host(op: str, target: torch.Tensor, C: int, ignore_index: int) -> None:
-    # The interpreter does not run tl.device_assert; CPU tensors can be checked here without any device sync.
-    # (CUDA tensors: the kernels' device asserts.)
-    if target.device.type != "cpu" or target.numel() == 0:
-        return
-    bad = (target != ignore_index) & ((target < 0) | (target >= C))
-    if bool(bad.any()):
-        raise IndexError(f"{op}: Target {int(target[bad][0])} is out of bounds: expected a class index in [0, {C}) "
-                         f"or ignore_index ({ignore_index})")
-
-
-def _inputs(op, input, target, weight, reduction, ignore_index):
-    x, layout = _checks.loss_problem(op, input, target, weight, reduction)
-    _check_targets_on_host(op, target, layout[1], ignore_index)
-    return x, layout, target.contiguous(), (weight.contiguous() if weight is not None else None)
-
-
-def cross_entropy_fwd(input, target, weight, reduction, ignore_index, label_smoothing):
-    op = "cross_entropy"
-    x, layout, t, w = _inputs(op, input, target, weight, reduction, ignore_index)
-    _checks.check_label_smoothing(op, label_smoothing)
-    loss, lse, total_weight = _checks.loss_outputs(input, target, reduction, layout[0])
-    partials = input.new_empty((2, layout[0]), dtype=total_weight.dtype) if reduction else None
-    cross_entropy_forward(x, layout, t, w, ignore_index, label_smoothing, loss, partials, lse, total_weight,
-                          reduction == 1)
-    return loss, lse, total_weight
-
-
-def cross_entropy_bwd(grad_loss, input, target, weight, lse, total_weight, reduction, ignore_index, label_smoothing):
-    op = "cross_entropy_backward"
-    x, layout, t, w = _inputs(op, input, target, weight, reduction, ignore_index)
-    _checks.check_label_smoothing(op, label_smoothing)
-    g, ld_grad = _checks.loss_grad_rows(op, grad_loss, target, reduction)
-    gx = input.new_empty(input.shape)
-    cross_entropy_backward(g, ld_grad, total_weight, x, layout, t, w, ignore_index, label_smoothing, lse, gx,
-                           reduction == 1)
-    return gx
-
-
-def nll_loss_fwd(input, target, weight, reduction, ignore_index):
-    x, layout, t, w = _inputs("nll_loss", input, target, weight, reduction, ignore_index)
-    loss, _, total_weight = _checks.loss_outputs(input, target, reduction, layout[0], lse=False)
-    partials = input.new_empty((2, layout[0]), dtype=total_weight.dtype) if reduction else None
-    nll_loss_forward(x, layout, t, w, ignore_index, loss, partials, total_weight, reduction == 1)
-    return loss, total_weight
-
-
-def nll_loss_bwd(grad_loss, input, target, weight, total_weight, reduction, ignore_index):
-    op = "nll_loss_backward"
-    _, layout, t, w = _inputs(op, input, target, weight, reduction, ignore_index)
-    g, ld_grad = _checks.loss_grad_rows(op, grad_loss, target, reduction)
-    gx = input.new_empty(input.shape)
-    nll_loss_backward(g, ld_grad, total_weight, layout, t, w, ignore_index, gx, reduction == 1)
-    return gx

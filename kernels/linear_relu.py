@@ -19,14 +19,14 @@ M and share the B tile), looping over k in steps of BLOCK_K with ``tl.dot`` (ten
 fp16/bf16, TF32 for fp32 only when torch.backends.cuda.matmul.allow_tf32, else IEEE fp32).  Edge tiles
 are masked; offsets are int64.  Block sizes come from ``gemm_plan`` (per shape).
 Accumulation in float32 (float64 for float64).
-"""
-import math
 
+The ops pyops_triton::linear_relu_fwd/_bwd are C++ (csrc/triton.cpp): their checks, the [rows, cols] views and
+the outputs come from csrc/linear_relu.h, as on every backend; they call linear_forward / linear_backward.
+"""
 import torch
 import triton
 import triton.language as tl
 
-from .. import _checks
 from . import count_launch
 
 
@@ -249,31 +249,3 @@ def aot_variants():
         sig.update({name: "constexpr" for name in const})
         yield {"kernel": linear_bias_grad_kernel, "signature": sig, "constexprs": const, "num_warps": 4,
                "expect_vector_loads": False}
-
-
-# ---------------------------------------------------------------- pyops_triton::linear_relu_fwd/_bwd (csrc/ops.cpp)
-def _as_matrix(t: torch.Tensor, rows: int) -> torch.Tensor:
-    """t (*, cols) as [rows, cols]: a view when the leading dims collapse, else a copy (as csrc/linear_relu.h)."""
-    return t if t.dim() == 2 else t.reshape(rows, t.shape[-1])
-
-
-def linear_relu_fwd(input, weight, bias, relu):
-    _checks.check_linear_args("linear_relu" if relu else "linear", input, weight, bias)
-    y = input.new_empty((*input.shape[:-1], weight.shape[0]))
-    if y.numel() > 0:
-        rows = math.prod(input.shape[:-1])
-        linear_forward(_as_matrix(input, rows), weight, bias, _as_matrix(y, rows), relu)
-    return y
-
-
-def linear_relu_bwd(grad_output, input, weight, output, output_mask):
-    _checks.check_linear_backward_args(grad_output, input, weight, output)
-    gx, gw, gb = _checks.linear_grads(grad_output, input, weight, output, output_mask)
-    rows = math.prod(input.shape[:-1])
-    g = _as_matrix(grad_output, rows)
-    y = _as_matrix(output, rows) if output is not None else None
-    if y is not None and y.stride() != g.stride():  # the mask is read at the gradient's offsets
-        g, y = g.contiguous(), y.contiguous()
-    linear_backward(g, _as_matrix(input, rows), weight, y, gx.view(rows, input.shape[-1]) if output_mask[0] else None,
-                    gw if output_mask[1] else None, gb if output_mask[2] else None)
-    return gx, gw, gb

@@ -14,12 +14,14 @@ Decomposition: one program per row.
     statistics need one read of the row; the output needs a second.  The backward reduces its dot
     product in one loop and writes in a second.
 Accumulation in float32 (float64 for float64 rows).
+
+The ops pyops_triton::(log_)softmax_fwd/_bwd are C++ (csrc/triton.cpp): their checks, the [rows, cols] views
+and the output come from csrc/softmax.h, as on every backend; they call softmax_forward / softmax_backward.
 """
 import torch
 import triton
 import triton.language as tl
 
-from .. import _checks
 from . import count_launch
 
 MAX_SINGLE_BLOCK = 4096
@@ -169,48 +171,3 @@ def aot_variants():
                  "i64" if n.startswith("ld") else "i32" for n in softmax_fwd_kernel.arg_names}
     yield {"kernel": softmax_fwd_kernel, "signature": signature,
            "constexprs": {"LOG": False, "ACC": tl.float32, "BLOCK": 1024}, "num_warps": 4, "expect_vector_loads": False}
-
-
-# ---------------------------------------------------------------- pyops_triton::softmax_fwd & co. (csrc/ops.cpp)
-def _rows(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """t as [rows, cols] with dim last and unit column stride; no copy when t already has that layout."""
-    if t.dim() == 0:
-        return t.reshape(1, 1)
-    if t.dim() == 2 and dim == 1 and (t.stride(1) == 1 or t.size(1) <= 1):
-        return t
-    return t.movedim(dim, -1).contiguous().view(-1, t.size(dim))
-
-
-def _run(like: torch.Tensor, dim: int, op: str, launch) -> torch.Tensor:
-    """The output (like's shape, dim last in memory) filled by launch(out_rows), in like's layout."""
-    dim = _checks.wrap_dim(dim, like.dim(), op)
-    out = _checks.empty_rows_like(like, dim)
-    if like.numel() > 0:
-        launch(out.view(-1, out.shape[-1]) if out.dim() else out.view(1, 1), dim)
-    return _checks.restore_layout(out, like, dim)
-
-
-def _forward(x, dim, log):
-    return _run(x, dim, "log_softmax" if log else "softmax",
-                lambda y, d: softmax_forward(_rows(x, d), y, log))
-
-
-def _backward(g, y, dim, log):
-    return _run(y, dim, "log_softmax_backward" if log else "softmax_backward",
-                lambda gx, d: softmax_backward(_rows(g, d), _rows(y, d), gx, log))
-
-
-def softmax_fwd(input, dim):
-    return _forward(input, dim, False)
-
-
-def log_softmax_fwd(input, dim):
-    return _forward(input, dim, True)
-
-
-def softmax_bwd(grad_output, output, dim):
-    return _backward(grad_output, output, dim, False)
-
-
-def log_softmax_bwd(grad_output, output, dim):
-    return _backward(grad_output, output, dim, True)

@@ -5,8 +5,8 @@ Operator namespaces, one per backend family, all with the same op names and sche
   torch.ops.pyops_sim     pyops._C_sim: the CUDA kernels run by the CUDA-on-CPU emulator (CPU tensors)
   torch.ops.pyops_triton  pyops._C defines it; the Triton kernels are its CPU (interpreter) and CUDA kernels,
                           registered by pyops.kernels.register() (kernels/__init__.py)
-Every backend op also gets a fake (meta) implementation (pyops/_checks.py), so torch.compile traces it
-without running it.
+Every backend op also has a Meta kernel in every namespace (csrc/meta.cpp: the op's own C++ checks and output
+shapes), so torch.compile traces it without running it.
 """
 from __future__ import annotations
 
@@ -116,13 +116,6 @@ def available_backends(device: str = "cpu") -> list[str]:
     """Concrete backends that can run tensors on ``device`` here."""
     d = torch.device(device)
     return [b for b in ("cuda", "triton", "cpu", "cuda-sim", "torch") if not unavailable_reason(b, d)]
-
-
-def register_fake(name: str, fn):
-    """Register ``fn`` as the fake implementation of ``name`` in every namespace."""
-    for ns in ("pyops", "pyops_triton") + (("pyops_sim",) if _C_sim is not None else ()):
-        torch.library.register_fake(f"{ns}::{name}")(fn)
-    return fn
 
 
 def sim_launch_counts() -> dict[str, int]:

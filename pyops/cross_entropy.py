@@ -8,7 +8,7 @@ One call, top to bottom (docs/architecture.md):
                                         nothing of size N x C
   -> torch.ops.<ns>.cross_entropy_fwd   ns = pyops (cpu/cuda), pyops_sim (cuda-sim), pyops_triton (triton)
   -> cpu: csrc/cpu/cross_entropy.cpp | cuda, cuda-sim: csrc/cuda/cross_entropy.cpp
-     -> kernels/cuda/cross_entropy.cuh | triton: kernels/cross_entropy.py
+     -> kernels/cuda/cross_entropy.cuh | triton: csrc/triton.cpp -> kernels/cross_entropy.py
 The backward is one op too (cross_entropy_bwd): it reads x once and writes dx = g (softmax - one_hot_smoothed).
 nll_loss follows the same path with nll_loss_fwd / nll_loss_bwd.
 """

@@ -6,7 +6,7 @@ One call, top to bottom (docs/architecture.md):
                                       output y -- never the pre-activation
   -> torch.ops.<ns>.linear_relu_fwd   ns = pyops (cpu/cuda), pyops_sim (cuda-sim), pyops_triton (triton)
   -> cpu: csrc/cpu/linear_relu.cpp | cuda, cuda-sim: csrc/cuda/linear_relu.cpp -> kernels/cuda/linear_relu.cuh
-     | triton: kernels/linear_relu.py
+     | triton: csrc/triton.cpp -> kernels/linear_relu.py
   backward: ONE op, torch.ops.<ns>.linear_relu_bwd, returns dx, dW and db together (only those that
   autograd asks for), applying the ReLU mask from y while it reads the gradient.
 One layer is therefore one dispatched op forward and one backward; on contiguous tensors the path

@@ -16,7 +16,7 @@ dispatcher costs L times.
                                       the hidden outputs (the ReLU masks and the next layers' inputs; never
                                       a pre-activation)
   -> torch.ops.<ns>.mlp_fwd           csrc/linear_relu.h mlp_forward, a C++ loop over the backend's
-                                      linear_relu_fwd (Triton: through the dispatcher, csrc/triton.cpp)
+                                      linear_relu_fwd (Triton too: csrc/triton.cpp)
   backward: torch.ops.<ns>.mlp_bwd, the layers' backward from the last to the first, computing only
   the gradients autograd asks for (no grad_input below the lowest layer that needs one).
 The C++ node matters at the MNIST sizes, where the GEMMs take microseconds: a Python autograd.Function

@@ -5,7 +5,7 @@ One call, top to bottom (docs/architecture.md):
   -> torch.ops.<ns>.log_softmax      one C++ autograd node (csrc/autograd.cpp); saves only the output y
   -> torch.ops.<ns>.log_softmax_fwd  ns = pyops (cpu/cuda), pyops_sim (cuda-sim), pyops_triton (triton)
   -> cpu: csrc/cpu/softmax.cpp | cuda, cuda-sim: csrc/cuda/softmax.cpp -> kernels/cuda/softmax.cuh
-     | triton: kernels/softmax.py
+     | triton: csrc/triton.cpp -> kernels/softmax.py
 """
 from __future__ import annotations
 

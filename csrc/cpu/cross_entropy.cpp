@@ -45,8 +45,7 @@ inline RowTarget<T> read_target(const char* op, const int64_t* target, int64_t r
                                 int64_t ignore_index) {
   const int64_t t = target[r];
   if (t == ignore_index) return {-1, T(0)};
-  TORCH_CHECK_INDEX(t >= 0 && t < classes, op, ": Target ", t, " is out of bounds: expected a class index in [0, ",
-                    classes, ") or ignore_index (", ignore_index, ")");
+  check_target_index(op, t, classes, ignore_index);
   return {t, w ? w[t] : T(1)};
 }
 

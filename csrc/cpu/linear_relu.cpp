@@ -270,7 +270,7 @@ at::Tensor linear_relu_fwd(const at::Tensor& input, const at::Tensor& weight, co
   const char* op = linear_name(relu);
   check_linear_args(input, weight, bias, op, /*allow_half=*/false);
   const int64_t N = weight.size(0), K = weight.size(1);
-  at::Tensor y = at::empty(linear_out_shape(input, N), input.options());
+  at::Tensor y = empty_linear_output(input, weight);
   const Matrix x = blas_ready(as_matrix(input), input), w = blas_ready(as_matrix(weight), weight);
   const int64_t M = x.rows;
   if (M == 0 || N == 0) return y;

@@ -61,7 +61,7 @@ at::Tensor linear_relu_fwd(const at::Tensor& input, const at::Tensor& weight, co
   check_device(input, op, "input");
   DeviceGuard guard(input);
   const int64_t N = weight.size(0), K = weight.size(1);
-  at::Tensor y = at::empty(linear_out_shape(input, N), input.options());  // contiguous [M, N]
+  at::Tensor y = empty_linear_output(input, weight);  // contiguous [M, N]
   const Matrix x = as_matrix(input), w = as_matrix(weight);
   if (x.rows == 0 || N == 0) return y;
   dispatch_float(input.scalar_type(), op, [&](auto tag) {
