@@ -327,9 +327,9 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
   size_t n_bias = 0;
   for (const bool has : with_bias) n_bias += has;
   TORCH_CHECK(biases.size() == n_bias, op, ": with_bias names ", n_bias, " biases, got ", biases.size());
-  TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sizes());
-  TORCH_CHECK(target.dim() == 1 && target.size(0) == input.size(0), op, ": expected target of shape (",
-              input.size(0), ",) (one class index per row of input), got ", target.sizes());
+  TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sym_sizes());
+  TORCH_CHECK(target.dim() == 1 && target.sym_size(0) == input.sym_size(0), op, ": expected target of shape (",
+              input.sym_size(0), ",) (one class index per row of input), got ", target.sym_sizes());
   TORCH_CHECK(reduction == 1 || reduction == 2, op,
               ": expected reduction mean (1) or sum (2) -- a training step needs a scalar loss -- got ", reduction);
 

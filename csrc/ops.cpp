@@ -23,7 +23,7 @@
 #include "csrc/common.h"
 #include "csrc/cpu/gemm.h"
 #include "csrc/train_step.h"
-#include "csrc/adam.h"
+#include "kernels/cuda/adam_hparams.h"
 
 #if defined(PYOPS_SIM)
 namespace pyops::sim {
@@ -271,23 +271,6 @@ PyMODINIT_FUNC C10_CONCATENATE(PyInit_, TORCH_EXTENSION_NAME)(void) {
                       std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                       std::vector<at::Tensor>, bool, std::optional<at::Tensor>, int64_t, int64_t, double>())
         .def("__call__", &TrainStepCall::operator(), py::call_guard<py::gil_scoped_release>());
-    m.def(
-        "parse_adam_hparams",
-        [](const std::vector<double>& values) {
-          pyops::cuda::AdamHyper h;
-          try {
-            h = pyops::parse_adam_hparams(values);
-          } catch (const c10::Error& e) {
-            throw std::runtime_error(e.what_without_backtrace());
-          }
-          py::dict d;
-#define PYOPS_ADAM_ITEM(type, name, default_value, key, valid, rule) d[#name] = h.name;
-          PYOPS_ADAM_HPARAMS(PYOPS_ADAM_ITEM)
-#undef PYOPS_ADAM_ITEM
-          return d;
-        },
-        "parse_adam_hparams(values): an adam_step `hparams` list as {name: value}, checked as the C++ kernels "
-        "check it (RuntimeError naming the bad value) -- for the Triton kernel's glue.");
   } catch (pybind11::error_already_set& e) {
     e.restore();
     Py_DECREF(module);

@@ -607,6 +607,23 @@ def test_op_checks_its_arguments(backend):
         call(grads=[a["grads"][0].to_sparse(), a["grads"][1]])
 
 
+@pytest.mark.parametrize("ns", sorted(set(NAMESPACES.values())))
+def test_meta_kernel_is_the_cpp_checks(ns):
+    """adam_step's Meta kernel (csrc/meta.cpp) is the checks of csrc/adam.h, on meta tensors: no Python fake."""
+    from torch._library import simple_registry
+
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{ns}::adam_step", "Meta")
+    assert simple_registry.singleton.find(f"{ns}::adam_step").fake_impl.kernel is None
+    op = getattr(torch.ops, ns).adam_step
+    a = _op_args(capturable=True)
+    a = {k: [t.to("meta") for t in v] if isinstance(v, list) and k != "hparams" else v for k, v in a.items()}
+    assert op(**a) is None  # (no counters needed: the CPU kernel has none, the Meta kernel checks what all share)
+    with pytest.raises(RuntimeError, match=r"adam_step: grads\[1\] has shape \[5\] but params\[1\] has shape \[6\]"):
+        op(**dict(a, grads=[a["grads"][0], a["grads"][0]]))
+    with pytest.raises(RuntimeError, match=r"adam_step: beta2 must be in \[0, 1\), got -1"):
+        op(**dict(a, hparams=_hp(beta2=-1.0)))
+
+
 # ---------------------------------------------------------------- registered ops
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_opcheck(backend):
@@ -741,4 +758,5 @@ def test_triton_interpreter_refuses_device_tensors():
 
     p = torch.empty(3, device="meta")
     with pytest.raises(RuntimeError, match="interpreter .* runs this pointer-table kernel on CPU tensors only"):
-        k.adam_step([p], [p], [p], [p], [], [torch.tensor(0.0)], None, None, False, _hp())
+        k.launch([p], [p], [p], [p], [], [torch.tensor(0.0)], None, None, False,
+                 {name: default for name, _, default, _ in pyops.optim.HPARAMS})

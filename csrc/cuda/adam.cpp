@@ -48,16 +48,11 @@ void adam_step_impl(at::TensorList params, at::TensorList grads, at::TensorList 
   const AdamArgs a(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
                    capturable, hparams);
   check_adam(a, /*allow_half=*/true);
+  check_adam_counters(a);
   const size_t n = params.size();
   if (n == 0) return;
   check_device(params[0], kAdamOp, "params");
   const at::Tensor& p0 = params[0];
-  if (capturable) {
-    TORCH_CHECK(counters.has_value() && counters->scalar_type() == at::kInt && counters->device() == p0.device() &&
-                    counters->is_contiguous() && counters->numel() >= int64_t(n),
-                kAdamOp, ": capturable=True needs `counters`: a contiguous int32 tensor of ", n,
-                " zeros on the params' device (", p0.device(), "), one per param (pyops.optim keeps one per group)");
-  }
   DeviceGuard guard(p0);
   // Non-capturable: torch.optim's CPU steps advance here, on the host.  Capturable: in the kernel.
   const std::vector<double> steps = capturable ? std::vector<double>() : adam_advance_host_steps(state_steps);
