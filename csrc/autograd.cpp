@@ -35,6 +35,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "csrc/adam.h"
 #include "csrc/common.h"
 #include "csrc/train_step.h"
 
@@ -292,9 +293,8 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, const std::optional<T
 Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList weights, at::TensorList biases,
                       const c10::List<bool>& with_bias, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
                       at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
-                      const std::optional<Tensor>& lr_tensor, const std::optional<Tensor>& counters, double lr,
-                      double beta1, double beta2, double weight_decay, double eps, bool amsgrad, bool maximize,
-                      bool decoupled_weight_decay, bool capturable, bool log_softmax_nll,
+                      const std::optional<Tensor>& lr_tensor, const std::optional<Tensor>& counters,
+                      bool capturable, at::ArrayRef<double> hparams, bool log_softmax_nll,
                       const std::optional<Tensor>& weight, int64_t reduction, int64_t ignore_index,
                       double label_smoothing) {
   constexpr const char* op = "mlp_train_step";
@@ -318,9 +318,7 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
                                                                  int64_t)>(PYOPS_QUALIFIED("nll_loss_fwd"));
   static const auto nll_bwd = find_op<Tensor(const Tensor&, const Tensor&, const Tensor&, OptT, const Tensor&,
                                              int64_t, int64_t)>(PYOPS_QUALIFIED("nll_loss_bwd"));
-  static const auto adam = find_op<void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
-                                        at::TensorList, at::TensorList, OptT, OptT, double, double, double, double,
-                                        double, bool, bool, bool, bool)>(PYOPS_QUALIFIED("adam_step"));
+  static const auto adam = find_op<AdamStepSig>(PYOPS_QUALIFIED("adam_step"));
 
   const size_t L = weights.size();
   TORCH_CHECK(L > 0, op, ": expected a non-empty list of weights");
@@ -329,9 +327,9 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
   size_t n_bias = 0;
   for (const bool has : with_bias) n_bias += has;
   TORCH_CHECK(biases.size() == n_bias, op, ": with_bias names ", n_bias, " biases, got ", biases.size());
-  TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sizes());
-  TORCH_CHECK(target.dim() == 1 && target.size(0) == input.size(0), op, ": expected target of shape (",
-              input.size(0), ",) (one class index per row of input), got ", target.sizes());
+  TORCH_CHECK(input.dim() == 2, op, ": expected input of shape (batch, in_features), got ", input.sym_sizes());
+  TORCH_CHECK(target.dim() == 1 && target.sym_size(0) == input.sym_size(0), op, ": expected target of shape (",
+              input.sym_size(0), ",) (one class index per row of input), got ", target.sym_sizes());
   TORCH_CHECK(reduction == 1 || reduction == 2, op,
               ": expected reduction mean (1) or sum (2) -- a training step needs a scalar loss -- got ", reduction);
 
@@ -367,8 +365,8 @@ Tensor mlp_train_step(const Tensor& input, const Tensor& target, at::TensorList 
   params.insert(params.end(), biases.begin(), biases.end());
   for (size_t i = 0; i < L; ++i)
     if (with_bias.get(i)) param_grads.push_back(grads[1 + L + i]);
-  adam.call(params, param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-            beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable);
+  adam.call(params, param_grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable,
+            hparams);
   return loss;
 }
 

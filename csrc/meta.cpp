@@ -7,6 +7,7 @@
 // A new op: its <op>_forward_meta / <op>_backward_meta beside its checks in csrc/<op>.h, one m.impl each below.
 #include <torch/library.h>
 
+#include "csrc/adam.h"
 #include "csrc/common.h"
 #include "csrc/cross_entropy.h"
 #include "csrc/linear_relu.h"
@@ -27,6 +28,7 @@ void register_meta(torch::Library& m) {
   m.impl("cross_entropy_bwd", &cross_entropy_backward_meta);
   m.impl("nll_loss_fwd", &nll_loss_forward_meta);
   m.impl("nll_loss_bwd", &nll_loss_backward_meta);
+  m.impl("adam_step", &adam_step_meta);  // the checks alone: the op mutates its arguments, returns nothing
 }
 
 }  // namespace

@@ -17,11 +17,13 @@
 
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "csrc/common.h"
 #include "csrc/cpu/gemm.h"
 #include "csrc/train_step.h"
+#include "kernels/cuda/adam_hparams.h"
 
 #if defined(PYOPS_SIM)
 namespace pyops::sim {
@@ -40,11 +42,12 @@ void define_schemas(torch::Library& m) {
   m.def("log_softmax_bwd(Tensor grad_output, Tensor output, int dim) -> Tensor");
   // Adam/AdamW: one step for every param of one (device, dtype), in place (csrc/adam.h).  state_steps
   // advance by one (on the host when capturable=False, in the kernel when True); counters: capturable
-  // only, one int32 zero per param on the params' device; lr_tensor, when given, replaces lr.
+  // only, one int32 zero per param on the params' device; lr_tensor, when given, replaces lr.  hparams: the
+  // hyperparameters declared in kernels/cuda/adam_hparams.h, in its order (a flag as 0 or 1) -- lr, beta1,
+  // beta2, eps, weight_decay, amsgrad, ... (pyops._C.adam_hparams() lists them).
   m.def("adam_step(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
-        "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, Tensor? lr_tensor, Tensor(f!)? counters, float lr, "
-        "float beta1, float beta2, float weight_decay, float eps, bool amsgrad, bool maximize, "
-        "bool decoupled_weight_decay, bool capturable) -> ()");
+        "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] state_steps, Tensor? lr_tensor, Tensor(f!)? counters, "
+        "bool capturable, float[] hparams) -> ()");
   // linear family: input (*, in_features), weight (out_features, in_features), bias (out_features); relu
   // false is plain linear.  Backward: `output` given <=> the forward applied ReLU; grads not in
   // output_mask come back as empty [0] tensors (csrc/linear_relu.h)
@@ -82,8 +85,7 @@ void define_schemas(torch::Library& m) {
   // the loss (reduction mean or sum).
   m.def("mlp_train_step(Tensor input, Tensor target, Tensor(a!)[] weights, Tensor(b!)[] biases, bool[] with_bias, "
         "Tensor(c!)[] exp_avgs, Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] state_steps, "
-        "Tensor? lr_tensor, Tensor(g!)? counters, float lr, float beta1, float beta2, float weight_decay, float eps, "
-        "bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, bool log_softmax_nll, "
+        "Tensor? lr_tensor, Tensor(g!)? counters, bool capturable, float[] hparams, bool log_softmax_nll, "
         "Tensor? weight, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 }
 
@@ -127,6 +129,32 @@ PyObject* reset_launch_counts(PyObject*, PyObject*) {
 }
 #endif
 
+// The Adam hyperparameters of kernels/cuda/adam_hparams.h for Python: (name, "float" or "bool", default,
+// param-group key) each, in the order of the ops' `hparams` list.
+PyObject* adam_hparam(const char* name, double value, const char* key) {
+  return Py_BuildValue("(ssds)", name, "float", value, key);
+}
+PyObject* adam_hparam(const char* name, bool value, const char* key) {
+  return Py_BuildValue("(ssOs)", name, "bool", value ? Py_True : Py_False, key);
+}
+
+PyObject* adam_hparams(PyObject*, PyObject*) {
+  PyObject* out = PyTuple_New(pyops::cuda::kAdamNumHparams);
+  if (out == nullptr) return nullptr;
+  Py_ssize_t i = 0;
+#define PYOPS_ADAM_ENTRY(type, name, default_value, key, valid, rule) \
+  if (PyObject* entry = adam_hparam(#name, type(default_value), key)) { \
+    PyTuple_SET_ITEM(out, i, entry);                                    \
+    ++i;                                                                \
+  } else {                                                              \
+    Py_DECREF(out);                                                     \
+    return nullptr;                                                     \
+  }
+  PYOPS_ADAM_HPARAMS(PYOPS_ADAM_ENTRY)
+#undef PYOPS_ADAM_ENTRY
+  return out;
+}
+
 // A prepared call of <namespace>::mlp_train_step, made by pyops.mlp_train_step's cached plan
 // (pyops/train_step.py): what stays the same from step to step -- the weight, bias and optimizer-state lists,
 // the loss arguments -- is converted from Python once, here; each call passes the batch and the
@@ -150,13 +178,11 @@ class TrainStepCall {
     for (const bool b : with_bias) with_bias_.push_back(b);
   }
   at::Tensor operator()(const at::Tensor& input, const at::Tensor& target, const std::optional<at::Tensor>& lr_tensor,
-                        const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2,
-                        double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay,
-                        bool capturable) const {
+                        const std::optional<at::Tensor>& counters, bool capturable,
+                        const std::vector<double>& hparams) const {
     return op_.call(input, target, weights_, biases_, with_bias_, exp_avgs_, exp_avg_sqs_, max_exp_avg_sqs_,
-                    state_steps_, lr_tensor, counters, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize,
-                    decoupled_weight_decay, capturable, log_softmax_nll_, weight_, reduction_, ignore_index_,
-                    label_smoothing_);
+                    state_steps_, lr_tensor, counters, capturable, hparams, log_softmax_nll_, weight_, reduction_,
+                    ignore_index_, label_smoothing_);
   }
 
  private:
@@ -203,6 +229,9 @@ PyObject* set_cpu_gemm_kernel(PyObject*, PyObject* args) {
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How this extension was built: CUDA, architectures, nvcc, AVX2."},
+    {"adam_hparams", adam_hparams, METH_NOARGS,
+     "The hyperparameters of adam_step's and mlp_train_step's `hparams` list, in its order: (name, 'float' or "
+     "'bool', default, param-group key) each (kernels/cuda/adam_hparams.h)."},
     {"cpu_gemm_path", cpu_gemm_path, METH_VARARGS,
      "cpu_gemm_path(m, n, k): the code a float32 CPU GEMM of that shape runs: 'avx512', 'avx2' or 'blas'."},
     {"cpu_gemm_kernel", cpu_gemm_kernel, METH_NOARGS,

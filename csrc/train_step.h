@@ -13,8 +13,7 @@ using MlpTrainStepSig = at::Tensor(
     const at::Tensor& input, const at::Tensor& target, at::TensorList weights, at::TensorList biases,
     const c10::List<bool>& with_bias, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
     at::TensorList max_exp_avg_sqs, at::TensorList state_steps, const std::optional<at::Tensor>& lr_tensor,
-    const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2, double weight_decay, double eps,
-    bool amsgrad, bool maximize, bool decoupled_weight_decay, bool capturable, bool log_softmax_nll,
+    const std::optional<at::Tensor>& counters, bool capturable, at::ArrayRef<double> hparams, bool log_softmax_nll,
     const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index, double label_smoothing);
 
 }  // namespace pyops

@@ -9,7 +9,6 @@
 //   * the differentiable ops and mlp_train_step: csrc/autograd.cpp compiled again with PYOPS_NS =
 //     pyops_triton (as setup.py compiles it again with PYOPS_SIM for pyops_sim);
 //   * mlp_fwd / mlp_bwd: csrc/linear_relu.h's loop over the layers below.
-// adam_step's Triton kernel is still registered from Python (pyops/kernels/__init__.py).
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/utils/pybind.h>
 
@@ -20,6 +19,7 @@
 #undef PYOPS_NS
 #define PYOPS_NS pyops_triton
 #include "csrc/autograd.cpp"
+#include "csrc/adam.h"
 #include "csrc/cross_entropy.h"
 #include "csrc/linear_relu.h"
 #include "csrc/softmax.h"
@@ -173,6 +173,27 @@ at::Tensor nll_loss_bwd(const at::Tensor& grad_loss, const at::Tensor& input, co
   return b.grad_input;
 }
 
+// ---------------------------------------------------------------- adam_step
+// csrc/adam.h's checks, then kernels/adam.py's launcher with the hyperparameters by name (a dict).
+void adam_step_triton(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                      at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
+                      const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& counters,
+                      bool capturable, at::ArrayRef<double> hparams) {
+  const AdamArgs a(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                   capturable, hparams);
+  check_adam(a, /*allow_half=*/true);
+  check_adam_counters(a);
+  if (params.empty()) return;
+  py::gil_scoped_acquire gil;  // (held around launch(), which takes it again, so that h lives under it)
+  py::dict h;
+#define PYOPS_ADAM_ITEM(type, name, default_value, key, valid, rule) h[#name] = a.h.name;
+  PYOPS_ADAM_HPARAMS(PYOPS_ADAM_ITEM)
+#undef PYOPS_ADAM_ITEM
+  launch("adam", "launch", params.vec(), grads.vec(), exp_avgs.vec(), exp_avg_sqs.vec(), max_exp_avg_sqs.vec(),
+         state_steps.vec(), lr_tensor, counters, capturable, h);
+}
+static_assert(std::is_same_v<decltype(adam_step_triton), AdamStepSig>);
+
 void register_triton(torch::Library& m) {
   PYOPS_SOFTMAX_REGISTER(m);
   PYOPS_LINEAR_IMPLS(m);
@@ -180,6 +201,7 @@ void register_triton(torch::Library& m) {
   m.impl("cross_entropy_bwd", &cross_entropy_bwd);
   m.impl("nll_loss_fwd", &nll_loss_fwd);
   m.impl("nll_loss_bwd", &nll_loss_bwd);
+  m.impl("adam_step", &adam_step_triton);
 }
 
 }  // namespace
@@ -187,3 +209,7 @@ void register_triton(torch::Library& m) {
 
 TORCH_LIBRARY_IMPL(pyops_triton, CPU, m) { pyops::triton::register_triton(m); }
 TORCH_LIBRARY_IMPL(pyops_triton, CUDA, m) { pyops::triton::register_triton(m); }
+// A sparse gradient sends adam_step to the sparse keys: registered there so that its checks answer ("Adam does not
+// support sparse gradients") instead of the dispatcher's "could not run", as on the C++ backends.
+TORCH_LIBRARY_IMPL(pyops_triton, SparseCPU, m) { m.impl("adam_step", &pyops::triton::adam_step_triton); }
+TORCH_LIBRARY_IMPL(pyops_triton, SparseCUDA, m) { m.impl("adam_step", &pyops::triton::adam_step_triton); }

@@ -31,7 +31,6 @@ import torch
 
 from triton.runtime.interpreter import InterpretedFunction
 
-from .. import _checks
 from . import count_launch
 
 BLOCK = 1024  # elements per tile (program): 4 warps x 32 threads x 8 elements
@@ -158,9 +157,10 @@ def _as_int64_words(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int64)
 
 
-def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-           beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    """One Adam/AdamW step for lists of tensors of one device and dtype (checked by adam_step below)."""
+def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable, h):
+    """One Adam/AdamW step for lists of tensors of one device and dtype: the Triton kernel of pyops_triton::adam_step
+    (csrc/triton.cpp checks the arguments first, as every backend does); ``h``: the hyperparameters by name
+    (kernels/cuda/adam_hparams.h)."""
     n = len(params)
     device, dtype = params[0].device, params[0].dtype
     if isinstance(adam_multi_tensor_kernel, InterpretedFunction) and device.type != "cpu":
@@ -169,6 +169,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
                            f"table kernel on CPU tensors only, got {device} tensors; unset TRITON_INTERPRET to run "
                            "it on the GPU")
     acc = torch.float64 if dtype == torch.float64 else torch.float32
+    lr, beta1, beta2, weight_decay, eps = h["lr"], h["beta1"], h["beta2"], h["weight_decay"], h["eps"]
     # capturable: an lr tensor on the device is read by the kernel; otherwise here (as torch.optim does)
     lr_on_device = capturable and lr_tensor is not None and lr_tensor.device == device
     if lr_tensor is not None and not lr_on_device:
@@ -177,7 +178,7 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     table, addrs = [], []
     for i in range(n):
         row = [params[i].data_ptr(), grads[i].data_ptr(), exp_avgs[i].data_ptr(), exp_avg_sqs[i].data_ptr(),
-               max_exp_avg_sqs[i].data_ptr() if amsgrad else 0]
+               max_exp_avg_sqs[i].data_ptr() if h["amsgrad"] else 0]
         addrs += row
         table += row + [params[i].numel(), firsts[i], state_steps[i].data_ptr() if capturable else 0]
     coef = []
@@ -199,8 +200,8 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     adam_multi_tensor_kernel[grid](
         buf, buf[n_int:], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
         lr_tensor if lr_on_device else buf, counters if capturable else buf,
-        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=amsgrad, MAXIMIZE=maximize,
-        WD_MODE=0 if weight_decay == 0 else (2 if decoupled_weight_decay else 1), W_SMALL=abs(w) < 0.5,
+        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
+        WD_MODE=0 if weight_decay == 0 else (2 if h["decoupled_weight_decay"] else 1), W_SMALL=abs(w) < 0.5,
         CAPTURABLE=capturable, LR_PTR=lr_on_device, STEP_F64=state_steps[0].dtype == torch.float64,
         ALIGNED=all(a % 16 == 0 for a in addrs), BLOCK=BLOCK, num_warps=NUM_WARPS)
 
@@ -222,69 +223,3 @@ def aot_variants():
         sig.update({k: "constexpr" for k in constexprs})
         yield {"kernel": adam_multi_tensor_kernel, "signature": sig, "constexprs": constexprs,
                "num_warps": NUM_WARPS, "expect_vector_loads": aligned}
-
-
-# ---------------------------------------------------------------- pyops_triton::adam_step (csrc/ops.cpp)
-def _dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill one block of memory (some dim order is contiguous)."""
-    expected = 1
-    for d in sorted(range(t.dim()), key=t.stride):
-        if t.size(d) != 1:
-            if t.stride(d) != expected:
-                return False
-            expected *= t.size(d)
-    return True
-
-
-def _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
-                 capturable):
-    """The checks of csrc/adam.h, for the Triton op (the C++ ops run those)."""
-    op = "adam_step"
-    n = len(params)
-    for name, lst, want in [("grads", grads, n), ("exp_avgs", exp_avgs, n), ("exp_avg_sqs", exp_avg_sqs, n),
-                            ("state_steps", state_steps, n), ("max_exp_avg_sqs", max_exp_avg_sqs, n if amsgrad else 0)]:
-        if len(lst) != want:
-            raise RuntimeError(f"{op}: expected {want} {name} (one per param), got {len(lst)}")
-    if n == 0:
-        return
-    p0 = params[0]
-    for i, (p, g) in enumerate(zip(params, grads)):
-        _checks.check_floating(p, op, f"params[{i}]")
-        if p.dtype != p0.dtype or p.device != p0.device:
-            raise RuntimeError(f"{op}: expected every param of one call to have one dtype and device ({p0.dtype} on "
-                               f"{p0.device}, from params[0]), params[{i}] is {p.dtype} on {p.device}")
-        if not _dense(p):
-            raise RuntimeError(f"{op}: params[{i}] must be dense and non-overlapping (strides {p.stride()})")
-        if g.is_sparse:
-            raise RuntimeError(f"{op}: grads[{i}] is sparse; Adam does not support sparse gradients, please consider "
-                               "SparseAdam instead")
-        state_dtype = torch.float32 if p.dtype in _checks.HALF_TYPES else p.dtype
-        tensors = [("grads", g, p.dtype), ("exp_avgs", exp_avgs[i], state_dtype),
-                   ("exp_avg_sqs", exp_avg_sqs[i], state_dtype)]
-        if amsgrad:
-            tensors.append(("max_exp_avg_sqs", max_exp_avg_sqs[i], state_dtype))
-        for name, t, dt in tensors:
-            if t.dtype != dt or t.device != p.device or t.shape != p.shape or t.stride() != p.stride():
-                raise RuntimeError(f"{op}: expected {name}[{i}] to match params[{i}] ({dt}, {p.device}, shape "
-                                   f"{tuple(p.shape)}, strides {p.stride()}), got {t.dtype}, {t.device}, shape "
-                                   f"{tuple(t.shape)}, strides {t.stride()}")
-        s = state_steps[i]
-        if s.numel() != 1 or s.dtype not in _checks.FLOAT_TYPES:
-            raise RuntimeError(f"{op}: expected state_steps[{i}] to be a one-element float32/float64 tensor")
-        if (s.device != p.device) if capturable else (s.device.type != "cpu"):
-            raise RuntimeError(f"{op}: capturable={capturable} keeps steps on "
-                               f"{'the params device' if capturable else 'the CPU'}; state_steps[{i}] is on {s.device}")
-    if capturable and (counters is None or counters.dtype != torch.int32 or counters.numel() < n
-                       or counters.device != p0.device):
-        raise RuntimeError(f"{op}: capturable=True needs `counters`: an int32 tensor of {n} zeros on {p0.device}")
-    if lr_tensor is not None and (lr_tensor.numel() != 1 or lr_tensor.dtype not in _checks.FLOAT_TYPES):
-        raise RuntimeError(f"{op}: expected the lr tensor to be a one-element float32/float64 tensor")
-
-
-def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-              beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    _check_lists(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, amsgrad,
-                 capturable)
-    if params:
-        launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr, beta1,
-               beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable)

@@ -3,8 +3,8 @@
 Operator namespaces, one per backend family, all with the same op names and schemas (csrc/ops.cpp):
   torch.ops.pyops         pyops._C: the C++ CPU kernels (CPU tensors) and CUDA kernels (CUDA tensors)
   torch.ops.pyops_sim     pyops._C_sim: the CUDA kernels run by the CUDA-on-CPU emulator (CPU tensors)
-  torch.ops.pyops_triton  pyops._C defines it; the Triton kernels are its CPU (interpreter) and CUDA kernels,
-                          registered by pyops.kernels.register() (kernels/__init__.py)
+  torch.ops.pyops_triton  pyops._C: the Triton kernels (csrc/triton.cpp calling pyops.kernels.<op>), on CPU
+                          tensors in Triton's interpreter and on CUDA tensors
 Every backend op also has a Meta kernel in every namespace (csrc/meta.cpp: the op's own C++ checks and output
 shapes), so torch.compile traces it without running it.
 """
@@ -31,10 +31,6 @@ except ImportError as e:
     _SIM_ERROR = str(e)
 else:
     _SIM_ERROR = ""
-
-from .kernels import register as _register_triton_kernels  # noqa: E402  (imports neither triton nor a kernel)
-
-_register_triton_kernels()
 
 BUILD = _C.build_info()
 NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}

@@ -33,6 +33,8 @@ and on load_state_dict / add_param_group.  Replacing a state tensor object by ha
 from __future__ import annotations
 
 import functools
+import inspect
+
 import torch
 from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
@@ -40,7 +42,30 @@ from torch.optim.adam import adam as _torch_adam
 
 from . import _backend, _checks, _ops
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["Adam", "AdamW", "HPARAMS", "hparams"]
+
+
+# ---------------------------------------------------------------- the hyperparameters
+#: The hyperparameters the adam_step and mlp_train_step ops take in their ``hparams`` list, in its order:
+#: (name, "float" or "bool", default, param-group key) each -- declared once, in kernels/cuda/adam_hparams.h.
+HPARAMS: tuple = _ops._C.adam_hparams()
+# where each is in a param group: (key, None, default) for group[key], ("betas", 0, _) for "betas[0]"
+_KEYS = [(base, int(index[:-1]) if index else None, default)
+         for base, _, index, default in (h[3].partition("[") + (h[2],) for h in HPARAMS)]
+# The declared hyperparameters that torch.optim.Adam has not: keyword arguments of Adam(), in a param group only
+# when given (so that the state_dict stays torch.optim's), their default otherwise.
+_EXTRA = {key for key, i, _ in _KEYS if i is None and key not in inspect.signature(torch.optim.Adam).parameters}
+# torch.optim.Adam's group defaults for a state_dict or pickle that lacks them (its __setstate__)
+_TORCH_DEFAULTS = {key: default for key, i, default in _KEYS if i is None and key not in _EXTRA}
+
+
+def hparams(group: dict) -> tuple[Tensor | None, list[float]]:
+    """The ``lr_tensor`` and ``hparams`` arguments of the adam_step op for a param group: the group's lr when it
+    is a tensor (else None; its place in the list is then 0), and every hyperparameter of :data:`HPARAMS` as a
+    float, in order (a flag as 0 or 1)."""
+    lr = group["lr"]
+    values = [group.get(key, default) if i is None else group[key][i] for key, i, default in _KEYS]
+    return (lr if isinstance(lr, Tensor) else None), [0.0 if isinstance(v, Tensor) else float(v) for v in values]
 
 
 # ---------------------------------------------------------------- the optimizer
@@ -98,7 +123,8 @@ class Adam(torch.optim.Optimizer):
     def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, decoupled_weight_decay: bool = False, backend: str | None = None):
+                 fused: bool | None = None, decoupled_weight_decay: bool = False, backend: str | None = None,
+                 **more_hparams):
         name = type(self).__name__
         if isinstance(lr, Tensor):
             if lr.numel() != 1:
@@ -127,6 +153,10 @@ class Adam(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
                         fused=fused, decoupled_weight_decay=decoupled_weight_decay)
+        unknown = more_hparams.keys() - _EXTRA
+        if unknown:
+            raise TypeError(f"{name}.__init__() got an unexpected keyword argument {min(unknown)!r}")
+        defaults.update(more_hparams)
         self.reset_cache()
         self.backend = backend
         super().__init__(params, defaults)
@@ -140,8 +170,8 @@ class Adam(torch.optim.Optimizer):
         # casts state to the param dtype), and a fresh cache
         super().__setstate__(state)
         for group in self.param_groups:
-            for key, default in (("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False),
-                                 ("differentiable", False), ("decoupled_weight_decay", False), ("fused", None)):
+            for key, default in (*_TORCH_DEFAULTS.items(), ("foreach", None), ("capturable", False),
+                                 ("differentiable", False), ("fused", None)):
                 group.setdefault(key, default)
             for p in group["params"]:
                 st = self.state.get(p, {})
@@ -206,14 +236,10 @@ class Adam(torch.optim.Optimizer):
                 plan = self._plans.get(id(group))
                 if plan is None or plan.key != key:
                     plan = self._plans[id(group)] = self._make_plan(group, grads, key)
-                lr = group["lr"]
-                lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
-                beta1, beta2 = group["betas"]
+                lr_tensor, values = hparams(group)
                 for b in plan.buckets:
                     b.run(b.params, grads if b.index is None else [grads[i] for i in b.index], b.exp_avgs,
-                          b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, lr_float, beta1, beta2,
-                          group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
-                          group["decoupled_weight_decay"], b.device_steps)
+                          b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, b.device_steps, values)
         finally:
             torch.set_grad_enabled(grad_mode)
         return loss
@@ -331,12 +357,23 @@ class Adam(torch.optim.Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(p, dtype=sdt, memory_format=torch.preserve_format)
 
 
-def _torch_reference(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, lr,
-                     beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable):
-    """backend='torch': torch.optim's own functional Adam on the same lists."""
-    _torch_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, capturable=capturable,
-                decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, beta1=beta1, beta2=beta2,
-                lr=lr if lr_tensor is None else lr_tensor, weight_decay=weight_decay, eps=eps, maximize=maximize)
+_TORCH_ADAM_ARGS = inspect.signature(_torch_adam).parameters
+
+
+def _torch_reference(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                     capturable, values):
+    """backend='torch': torch.optim's own functional Adam on the same lists (a hyperparameter it has not must
+    keep its default)."""
+    kw = {}
+    for (name, kind, default, _), v in zip(HPARAMS, values):
+        v = bool(v) if kind == "bool" else v
+        if name in _TORCH_ADAM_ARGS:
+            kw[name] = v
+        elif v != default:
+            raise NotImplementedError(f"adam_step (backend torch): torch.optim's Adam has no {name}; got {name}={v}")
+    if lr_tensor is not None:
+        kw["lr"] = lr_tensor
+    _torch_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, capturable=capturable, **kw)
 
 
 class AdamW(Adam):
@@ -345,10 +382,10 @@ class AdamW(Adam):
     def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, backend: str | None = None):
+                 fused: bool | None = None, backend: str | None = None, **more_hparams):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, backend=backend)
+                         decoupled_weight_decay=True, backend=backend, **more_hparams)
 
     def __setstate__(self, state):
         super().__setstate__(state)

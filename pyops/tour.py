@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import sim
+from ._C import adam_hparams
 
 TOUR_DIR = os.path.join(sim.ROOT, "kernels", "tour")
 
@@ -378,9 +379,8 @@ def _adam_flat(grid):
     return launch
 
 
-class AdamHyper(ctypes.Structure):  # kernels/cuda/adam.cuh
-    _fields_ = [(n, ctypes.c_double) for n in ("lr", "beta1", "beta2", "eps", "weight_decay")] + \
-               [(n, ctypes.c_bool) for n in ("amsgrad", "maximize", "decoupled")]
+class AdamHyper(ctypes.Structure):  # kernels/cuda/adam_hparams.h: its fields in their order
+    _fields_ = [(name, ctypes.c_bool if kind == "bool" else ctypes.c_double) for name, kind, _, _ in adam_hparams()]
 
 
 class AdamTensor(ctypes.Structure):  # kernels/cuda/adam.cuh: AdamTensor<float>
@@ -405,8 +405,10 @@ def _adam_shipped(mod, inp):
     h = inp["hyper"]
     p, m, v = ([t.clone() for t in inp[k]] for k in ("params", "exp_avg", "exp_avg_sq"))
     g = inp["grads"]
-    args = AdamLaunch(hyper=AdamHyper(h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"], False, False,
-                                      bool(h["adamw"])))
+    hyper = AdamHyper(**{name: default for name, _, default, _ in adam_hparams()})
+    hyper.lr, hyper.beta1, hyper.beta2, hyper.eps = h["lr"], h["beta1"], h["beta2"], h["eps"]
+    hyper.weight_decay, hyper.decoupled_weight_decay = h["weight_decay"], bool(h["adamw"])
+    args = AdamLaunch(hyper=hyper)
     tiles = 0
     for i in range(len(p)):
         args.tensors[i] = AdamTensor(p[i].data_ptr(), g[i].data_ptr(), m[i].data_ptr(), v[i].data_ptr(), None,

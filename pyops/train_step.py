@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
-from .optim import Adam
+from .optim import Adam, hparams
 
 __all__ = ["mlp_train_step", "LOSSES"]
 
@@ -119,12 +119,8 @@ class _Plan:
                  "params", "name", "run", "static", "tail", "bucket", "call")
 
     def __call__(self, input: Tensor, target: Tensor, optimizer: Adam) -> Tensor:
-        group, bucket = self.group, self.bucket
-        lr = group["lr"]
-        lr_tensor, lr_float = (lr, 0.0) if isinstance(lr, Tensor) else (None, float(lr))
-        beta1, beta2 = group["betas"]
-        hyper = (lr_float, beta1, beta2, group["weight_decay"], group["eps"], group["amsgrad"], group["maximize"],
-                 group["decoupled_weight_decay"], bucket.device_steps)
+        bucket = self.bucket
+        lr_tensor, values = hparams(self.group)
         # An LR scheduler checks that the optimizer stepped (its step() wrapper sets the flag).  Set once: a
         # compiled step traced after an eager one then has no attribute write to trace, which torch 2.11's
         # dynamo cannot do on this object.
@@ -134,12 +130,13 @@ class _Plan:
             with torch.no_grad():
                 value, grads = _torch_train_step(input, target, *self.static)
                 bucket.run(self.params, grads, bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs,
-                           bucket.steps, lr_tensor, bucket.counters, *hyper)
+                           bucket.steps, lr_tensor, bucket.counters, bucket.device_steps, values)
             return value
         if self.call is not None:  # the C++ op with its lists converted once (_C.TrainStepCall)
-            return self.call(input, target, lr_tensor, bucket.counters, *hyper)
+            return self.call(input, target, lr_tensor, bucket.counters, bucket.device_steps, values)
         # (the op runs its ops below autograd and without grad mode itself)
-        return self.run(input, target, *self.static, lr_tensor, bucket.counters, *hyper, *self.tail)
+        return self.run(input, target, *self.static, lr_tensor, bucket.counters, bucket.device_steps, values,
+                        *self.tail)
 
 
 def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_index, reduction, label_smoothing,

@@ -526,6 +526,14 @@ def test_backend_cannot_run_here():
         pyops.optim.Adam([h], backend="cpu").step()
 
 
+def _hp(**over):
+    """The op's hparams list (kernels/cuda/adam_hparams.h): the declared defaults, ``over`` by name."""
+    values = {name: default for name, _, default, _ in pyops.optim.HPARAMS}
+    assert set(over) <= set(values), over
+    values.update(over)
+    return [float(values[name]) for name, _, _, _ in pyops.optim.HPARAMS]
+
+
 def _op_args(n=2, dtype=torch.float32, amsgrad=False, capturable=False):
     ps = [torch.randn(5 + i, dtype=dtype) for i in range(n)]
     st = dtype if dtype in (torch.float32, torch.float64) else torch.float32
@@ -533,9 +541,29 @@ def _op_args(n=2, dtype=torch.float32, amsgrad=False, capturable=False):
                 exp_avg_sqs=[torch.rand_like(p, dtype=st) for p in ps],
                 max_exp_avg_sqs=[torch.rand_like(p, dtype=st) for p in ps] if amsgrad else [],
                 state_steps=[torch.tensor(float(i + 1)) for i in range(n)], lr_tensor=None,
-                counters=torch.zeros(n, dtype=torch.int32) if capturable else None, lr=1e-3, beta1=0.9,
-                beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=amsgrad, maximize=False,
-                decoupled_weight_decay=False, capturable=capturable)
+                counters=torch.zeros(n, dtype=torch.int32) if capturable else None, capturable=capturable,
+                hparams=_hp(amsgrad=amsgrad))
+
+
+def test_hparams_declared_once():
+    """The hyperparameters of kernels/cuda/adam_hparams.h, as Python reads them: torch's functional adam's
+    names, torch.optim.Adam's defaults and group keys (no others: the state_dict is torch's), and a param group
+    read into the op's list in their order."""
+    names = [name for name, _, _, _ in pyops.optim.HPARAMS]
+    assert names[:5] == ["lr", "beta1", "beta2", "eps", "weight_decay"]
+    assert {"amsgrad", "maximize", "decoupled_weight_decay"} <= set(names)
+    torch_defaults = torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults
+    group = pyops.optim.Adam([torch.zeros(1, requires_grad=True)]).param_groups[0]
+    for name, kind, default, key in pyops.optim.HPARAMS:
+        assert kind in ("float", "bool") and isinstance(default, bool) == (kind == "bool")
+        base = key.split("[")[0]
+        assert group.get(base) == torch_defaults.get(base), key  # one torch.optim.Adam has not: in no group
+    lr = torch.tensor(0.5)
+    group = dict(group, lr=lr, betas=(0.8, 0.9), eps=1e-6, amsgrad=True)
+    lr_tensor, values = pyops.optim.hparams(group)
+    assert lr_tensor is lr and values == _hp(lr=0.0, beta1=0.8, beta2=0.9, eps=1e-6, amsgrad=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'gamma'"):
+        pyops.optim.Adam([torch.zeros(1, requires_grad=True)], gamma=0.5)
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
@@ -556,7 +584,18 @@ def test_op_checks_its_arguments(backend):
     with pytest.raises(RuntimeError, match=r"adam_step: .*grads\[0\].*shape"):
         call(grads=[torch.randn(4), a["grads"][1]])
     with pytest.raises(RuntimeError, match=r"adam_step: expected 2 max_exp_avg_sqs"):
-        call(amsgrad=True)
+        call(hparams=_hp(amsgrad=True))
+    # the hyperparameters: one check per rule of kernels/cuda/adam_hparams.h, the same on every backend
+    with pytest.raises(RuntimeError, match=r"adam_step: beta1 must be in \[0, 1\), got 1$"):
+        call(hparams=_hp(beta1=1.0))
+    with pytest.raises(RuntimeError, match=r"adam_step: lr must be >= 0, got -0.5$"):
+        call(hparams=_hp(lr=-0.5))
+    with pytest.raises(RuntimeError, match=r"adam_step: eps must be >= 0, got nan$"):
+        call(hparams=_hp(eps=float("nan")))
+    with pytest.raises(RuntimeError, match=r"adam_step: maximize is a flag and must be 0 or 1, got 0.5$"):
+        call(hparams=_hp(maximize=0.5))
+    with pytest.raises(RuntimeError, match=r"adam_step: expected \d+ hyperparameters in hparams \(lr, beta1, .*got 3$"):
+        call(hparams=[1e-3, 0.9, 0.999])
     strided = torch.randn(5, 2)[:, 0]
     with pytest.raises(RuntimeError, match=r"adam_step: params\[0\] must be dense and non-overlapping"):
         call(params=[strided, a["params"][1]], grads=[torch.randn(5, 2)[:, 0], a["grads"][1]],
@@ -566,6 +605,23 @@ def test_op_checks_its_arguments(backend):
             call(capturable=True)
     with pytest.raises(RuntimeError, match=r"adam_step: .*sparse.*SparseAdam"):
         call(grads=[a["grads"][0].to_sparse(), a["grads"][1]])
+
+
+@pytest.mark.parametrize("ns", sorted(set(NAMESPACES.values())))
+def test_meta_kernel_is_the_cpp_checks(ns):
+    """adam_step's Meta kernel (csrc/meta.cpp) is the checks of csrc/adam.h, on meta tensors: no Python fake."""
+    from torch._library import simple_registry
+
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{ns}::adam_step", "Meta")
+    assert simple_registry.singleton.find(f"{ns}::adam_step").fake_impl.kernel is None
+    op = getattr(torch.ops, ns).adam_step
+    a = _op_args(capturable=True)
+    a = {k: [t.to("meta") for t in v] if isinstance(v, list) and k != "hparams" else v for k, v in a.items()}
+    assert op(**a) is None  # (no counters needed: the CPU kernel has none, the Meta kernel checks what all share)
+    with pytest.raises(RuntimeError, match=r"adam_step: grads\[1\] has shape \[5\] but params\[1\] has shape \[6\]"):
+        op(**dict(a, grads=[a["grads"][0], a["grads"][0]]))
+    with pytest.raises(RuntimeError, match=r"adam_step: beta2 must be in \[0, 1\), got -1"):
+        op(**dict(a, hparams=_hp(beta2=-1.0)))
 
 
 # ---------------------------------------------------------------- registered ops
@@ -702,5 +758,5 @@ def test_triton_interpreter_refuses_device_tensors():
 
     p = torch.empty(3, device="meta")
     with pytest.raises(RuntimeError, match="interpreter .* runs this pointer-table kernel on CPU tensors only"):
-        k.adam_step([p], [p], [p], [p], [], [torch.tensor(0.0)], None, None, 1e-3, 0.9, 0.999, 0.0, 1e-8, False,
-                    False, False, False)
+        k.launch([p], [p], [p], [p], [], [torch.tensor(0.0)], None, None, False,
+                 {name: default for name, _, default, _ in pyops.optim.HPARAMS})

@@ -196,8 +196,9 @@ def test_opcheck(backend):
     zeros = lambda: [torch.zeros_like(p) for p in ws + bs]  # noqa: E731
     x, y = batches(1, torch.float32)[0]
     steps = [torch.tensor(0.0) for _ in ws + bs]
-    args = (x, y, ws, bs, [True] * 3, zeros(), zeros(), [], steps, None, None, 1e-3, 0.9, 0.999, 0.0, 1e-8, False,
-            False, False, False, False, None, 1, -100, 0.0)
+    _, hparams = pyops.optim.hparams(pyops.optim.Adam(ws + bs).param_groups[0])
+    args = (x, y, ws, bs, [True] * 3, zeros(), zeros(), [], steps, None, None, False, hparams, False, None, 1, -100,
+            0.0)
     # (test_schema runs the op and checks that exactly the (a!) .. (g!) arguments change)
     torch.library.opcheck(_ops.ops(backend).mlp_train_step.default, args,
                           test_utils=("test_schema", "test_faketensor"))
@@ -327,7 +328,7 @@ def test_the_cached_plan_calls_the_op_from_cpp(backend):
         loss_a = pyops.mlp_train_step(x, y, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=weight)
         _, bucket = opt_b._train_step_bucket(present(ws_b, bs_b), backend)
         loss_b = op(x, y, ws_b, bs_b, [True] * 3, bucket.exp_avgs, bucket.exp_avg_sqs, [], bucket.steps, None, None,
-                    1e-3, 0.9, 0.999, 0.0, 1e-8, False, False, False, False, True, weight, 1, -100, 0.0)
+                    False, pyops.optim.hparams(opt_b.param_groups[0])[1], True, weight, 1, -100, 0.0)
         assert torch.equal(loss_a, loss_b)
         assert_same_state(opt_a, present(ws_a, bs_a), opt_b, present(ws_b, bs_b))
     plan = opt_a._train_steps["mlp_train_step"]
@@ -339,7 +340,7 @@ def test_the_cached_plan_calls_the_op_from_cpp(backend):
         pyops.mlp_train_step(x, bad, ws_a, bs_a, opt_a, loss="nll", backend=backend, weight=weight)
     assert opt_a._train_steps["mlp_train_step"] is plan  # the error came from the cached plan's call
     with pytest.raises(Exception) as boxed:
-        op(x, bad, *plan.static, None, None, 1e-3, 0.9, 0.999, 0.0, 1e-8, False, False, False, False, *plan.tail)
+        op(x, bad, *plan.static, None, None, False, pyops.optim.hparams(plan.group)[1], *plan.tail)
     assert fast.type is boxed.type and "out of bounds" in str(fast.value)
     assert str(fast.value).splitlines()[0] == str(boxed.value).splitlines()[0]
     assert all(torch.equal(p, q) for p, q in zip(present(ws_a, bs_a), before))

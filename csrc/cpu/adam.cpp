@@ -43,7 +43,6 @@ namespace {
 
 using at::vec::Vectorized;
 using cuda::AdamCoeffs;
-using cuda::AdamHyper;
 
 constexpr int64_t kAdamCpuUnit = 1024;     // elements per parallel work unit (4 KB per fp32 array)
 constexpr int64_t kAdamCpuSerial = 32768;  // fewer elements in all: one thread (a parallel region costs more)
@@ -112,21 +111,20 @@ template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, c
 
 void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
                    at::TensorList max_exp_avg_sqs, at::TensorList state_steps, const std::optional<at::Tensor>& lr_tensor,
-                   const std::optional<at::Tensor>& counters, double lr, double beta1, double beta2,
-                   double weight_decay, double eps, bool amsgrad, bool maximize, bool decoupled_weight_decay,
-                   bool capturable) {
-  const AdamArgs a{params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
-                   lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable};
+                   const std::optional<at::Tensor>& counters, bool capturable, at::ArrayRef<double> hparams) {
+  const AdamArgs a(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                   capturable, hparams);
   check_adam(a, /*allow_half=*/false);
   if (params.empty()) return;
   TORCH_CHECK(params[0].is_cpu(), kAdamOp, ": the CPU kernel got params on ", params[0].device());
   // On the CPU, "the device" is the host: steps and lr are read and advanced here in both modes.
   const std::vector<double> steps = adam_advance_host_steps(state_steps);
-  const double lr_value = lr_tensor ? read_scalar(*lr_tensor) : lr;
-  const AdamHyper h{lr_value, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay};
-  if (params[0].scalar_type() == at::kDouble) adam_cpu_kernel<double>(a, h, steps, lr_value);
-  else adam_cpu_kernel<float>(a, h, steps, lr_value);
+  AdamHyper h = a.h;
+  if (lr_tensor) h.lr = read_scalar(*lr_tensor);
+  if (params[0].scalar_type() == at::kDouble) adam_cpu_kernel<double>(a, h, steps, h.lr);
+  else adam_cpu_kernel<float>(a, h, steps, h.lr);
 }
+static_assert(std::is_same_v<decltype(adam_step_cpu), AdamStepSig>);
 
 }  // namespace
 

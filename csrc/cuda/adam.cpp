@@ -43,28 +43,22 @@ void launch_table(const AdamArgs& a, const AdamHyper& h, const std::vector<doubl
 
 void adam_step_impl(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
                     at::TensorList max_exp_avg_sqs, at::TensorList state_steps,
-                    const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& counters, double lr,
-                    double beta1, double beta2, double weight_decay, double eps, bool amsgrad, bool maximize,
-                    bool decoupled_weight_decay, bool capturable) {
-  const AdamArgs a{params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
-                   lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, decoupled_weight_decay, capturable};
+                    const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& counters,
+                    bool capturable, at::ArrayRef<double> hparams) {
+  const AdamArgs a(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters,
+                   capturable, hparams);
   check_adam(a, /*allow_half=*/true);
+  check_adam_counters(a);
   const size_t n = params.size();
   if (n == 0) return;
   check_device(params[0], kAdamOp, "params");
   const at::Tensor& p0 = params[0];
-  if (capturable) {
-    TORCH_CHECK(counters.has_value() && counters->scalar_type() == at::kInt && counters->device() == p0.device() &&
-                    counters->is_contiguous() && counters->numel() >= int64_t(n),
-                kAdamOp, ": capturable=True needs `counters`: a contiguous int32 tensor of ", n,
-                " zeros on the params' device (", p0.device(), "), one per param (pyops.optim keeps one per group)");
-  }
   DeviceGuard guard(p0);
   // Non-capturable: torch.optim's CPU steps advance here, on the host.  Capturable: in the kernel.
   const std::vector<double> steps = capturable ? std::vector<double>() : adam_advance_host_steps(state_steps);
   // A tensor lr on the params' device is read by the kernel (no sync); on the CPU, here.
   const bool lr_on_device = lr_tensor && lr_tensor->device() == p0.device();
-  AdamHyper h{lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay};
+  AdamHyper h = a.h;
   if (lr_tensor && !lr_on_device) h.lr = read_scalar(*lr_tensor);
   const void* lr_ptr = lr_on_device ? lr_tensor->const_data_ptr() : nullptr;
   const Stream stream = current_stream(p0);
@@ -74,6 +68,7 @@ void adam_step_impl(at::TensorList params, at::TensorList grads, at::TensorList 
       launch_table<T>(a, h, steps, lr_ptr, start, std::min<size_t>(kAdamMaxTensors, n - start), stream);
   });
 }
+static_assert(std::is_same_v<decltype(adam_step_impl), AdamStepSig>);
 
 }  // namespace
 

@@ -58,14 +58,12 @@
 #endif
 #include <math.h>
 
+#include "adam_hparams.h"
+
 namespace pyops::cuda {
 
 // ----------------------------------------------------------------------------- the update math
-// Hyperparameters of one call (one param group).
-struct AdamHyper {
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
-  bool amsgrad = false, maximize = false, decoupled = false;  // decoupled: AdamW
-};
+// AdamHyper, the hyperparameters of one call (one param group): adam_hparams.h.
 
 // Per-tensor scalars of one step, in the accumulation type A.
 template <class A> struct AdamCoeffs {
@@ -122,7 +120,7 @@ __host__ __device__ inline void adam_update(L& p, L g, L& m, L& v, L& vmax, cons
   using M = AdamMath<L>;
   if (h.maximize) g = M::neg(g);
   if (h.weight_decay != 0) {
-    if (h.decoupled) p = p * L(c.decay);
+    if (h.decoupled_weight_decay) p = p * L(c.decay);
     else g = M::fma(p, L(c.weight_decay), g);
   }
   const L d = g - m;  // lerp(m, g, w): m + w*(g - m) for small w, else g - (g - m)*(1 - w)

@@ -76,7 +76,7 @@ template <class T> void reference_step(Param<T>& x, const AdamHyper& h, double t
     double p = x.rp[k], g = x.g.get(0, i), m = x.rm[k], v = x.rv[k];
     if (h.maximize) g = -g;
     if (h.weight_decay != 0) {
-      if (h.decoupled) p *= 1 - lr * h.weight_decay;
+      if (h.decoupled_weight_decay) p *= 1 - lr * h.weight_decay;
       else g += h.weight_decay * p;
     }
     m = h.beta1 * m + (1 - h.beta1) * g;
@@ -241,7 +241,7 @@ template <class T> std::vector<TensorSpec> mixed() {
 
 AdamHyper hyper(double lr, double wd, bool decoupled, bool amsgrad, bool maximize) {
   AdamHyper h;
-  h.lr = lr, h.weight_decay = wd, h.decoupled = decoupled, h.amsgrad = amsgrad, h.maximize = maximize;
+  h.lr = lr, h.weight_decay = wd, h.decoupled_weight_decay = decoupled, h.amsgrad = amsgrad, h.maximize = maximize;
   return h;
 }
 
