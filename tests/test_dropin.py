@@ -108,3 +108,28 @@ def test_tutorial_example(form, capsys):
     out = capsys.readouterr().out
     assert "-> pyops.mlp" in out and "-> pyops.log_softmax" in out and "-> pyops.optim.Adam" in out
     assert "Epoch: 1/1.. Training Loss: " in out and "(3 steps," in out
+
+
+def test_step_breakdown_runs_one_computation(capsys):
+    """bench/step_breakdown.py's four ways of training (one-op, ops from Python, autograd, drop-in) train the
+    same model, and the MLP node hands its gradients to .grad without a copy."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "bench", "step_breakdown.py")
+    spec = importlib.util.spec_from_file_location("step_breakdown", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    try:
+        mod.main(["--batch", "8", "--rounds", "1", "--block", "3"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    diffs = [float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if "max |difference| to one-op's" in line]
+    assert len(diffs) == 4 and max(diffs) <= 1e-6, out
+    assert out.count("without a copy: True") == 2, out
+    for name in ("one-op", "ops+step", "autograd", "drop-in"):
+        assert f"  {name}" in out and "us/step" in out, out
+    with pytest.raises(SystemExit):
+        mod.main(["--block", "2"])

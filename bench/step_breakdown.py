@@ -1,0 +1,168 @@
+"""Where a training step's time goes between pyops' one-op step and the drop-in path, on the CPU.
+
+The same tutorial MLP (784-256-128-64-10, Adam lr 3e-3) and the same batch, trained four ways that run the
+same backend kernels (pyops.mlp_fwd, the loss, pyops.mlp_bwd, pyops.adam_step):
+
+  one-op      pyops.mlp_train_step: the whole step as one op, no autograd graph
+  ops+step    the same backend ops called one by one from Python, the gradients put in .grad, then
+              pyops.optim.Adam.step() -- adds the Python between the ops and the optimizer's step()
+  autograd    pyops.mlp + pyops.log_softmax (C++ autograd nodes), stock nll_loss, loss.backward(),
+              Adam.step() -- adds the autograd graph and engine
+  drop-in     the stock model after pyops.optimize, trained by the stock loop -- adds the fused
+              forward's Python (module call, graph choice, wrappers)
+
+Each contender runs blocks of --block steps on its own copy of the model (the first two of each block are
+not timed, so that every timed step finds its own parameters in the cache, as a training loop does); the
+contenders and the GEMM floor (the step's 11 GEMMs alone, as in ``python -m pyops bench``) take turns in a
+new random order each round.  Medians in microseconds, each as a multiple of the floor, and each row's
+difference to the row above.  Then the MLP's autograd node alone: ``backward()`` through it against
+``mlp_bwd`` called directly, at the MNIST sizes and at 4-wide layers (what the engine costs at any size).
+
+    python bench/step_breakdown.py [--batch 64] [--threads 1] [--rounds 40] [--block 10]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import pyops
+import pyops._ops
+from pyops.pipeline import bench, models
+
+
+def contenders(state: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """{name: (one training step, the parameters it trains in ``state``'s order)}."""
+    cpu = torch.device("cpu")
+    one = models.pyops_trainer(state, backend="cpu", lr=models.SEED_LR, loss="nll", device=cpu, one_op=True)
+    ops = torch.ops.pyops
+
+    def model_and_adam():
+        params = [torch.nn.Parameter(state[k].clone()) for k in state]
+        weights = [p for k, p in zip(state, params) if k.endswith("weight")]
+        biases = [p for k, p in zip(state, params) if k.endswith("bias")]
+        return weights, biases, pyops.optim.Adam(weights + biases, lr=models.SEED_LR)
+
+    w1, b1, opt1 = model_and_adam()
+    mask = [False] + [True] * (len(w1) + len(b1))  # no gradient for the input
+
+    def ops_and_step():
+        opt1.zero_grad()
+        with torch.no_grad():
+            outs = ops.mlp_fwd(x, w1, b1)
+            log_probs = ops.log_softmax_fwd(outs[-1], 1)
+            loss, total_weight = ops.nll_loss_fwd(log_probs, y, None, 1, -100)
+            grad = ops.nll_loss_bwd(torch.ones_like(loss), log_probs, y, None, total_weight, 1, -100)
+            grads = ops.mlp_bwd(ops.log_softmax_bwd(grad, log_probs, 1), x, w1, outs[:-1], mask)
+        for p, g in zip(w1 + b1, grads[1:]):
+            p.grad = g
+        opt1.step()
+
+    w2, b2, opt2 = model_and_adam()
+
+    def autograd():
+        opt2.zero_grad()
+        F.nll_loss(pyops.log_softmax(pyops.mlp(x, w2, b2, backend="cpu"), 1, backend="cpu"), y).backward()
+        opt2.step()
+
+    drop = bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu)
+    return {"one-op": (lambda: one.step(x, y), list(one.model.state_dict(keep_vars=True).values())),
+            "ops+step": (ops_and_step, _in_order(state, w1, b1)), "autograd": (autograd, _in_order(state, w2, b2)),
+            "drop-in": (lambda: drop.step(x, y), list(drop.model.state_dict(keep_vars=True).values()))}
+
+
+def _in_order(state: dict, weights: list, biases: list) -> list:
+    it_w, it_b = iter(weights), iter(biases)
+    return [next(it_w) if k.endswith("weight") else next(it_b) for k in state]
+
+
+def node_overhead(batch: int, sizes, rounds: int) -> tuple[float, float, bool]:
+    """(µs of mlp_bwd called directly, µs of loss.backward() through the MLP's autograd node, whether the
+    gradients the node returns are the tensors that end in .grad) for an MLP of ``sizes`` at ``batch``."""
+    ops = torch.ops.pyops
+    gen = torch.Generator().manual_seed(0)
+    w = [torch.nn.Parameter(torch.randn(o, i, generator=gen) * 0.05) for i, o in zip(sizes[:-1], sizes[1:])]
+    b = [torch.nn.Parameter(torch.randn(o, generator=gen) * 0.05) for o in sizes[1:]]
+    x, g = torch.randn(batch, sizes[0], generator=gen), torch.randn(batch, sizes[-1], generator=gen)
+    mask = [False] + [True] * (len(w) + len(b))
+    times = ([], [])
+    for _ in range(rounds):
+        for way in (0, 1):
+            for i in range(10):
+                for p in w + b:
+                    p.grad = None
+                if way == 0:
+                    with torch.no_grad():
+                        outs = ops.mlp_fwd(x, w, b)
+                    t0 = time.perf_counter()
+                    grads = ops.mlp_bwd(g, x, w, outs[:-1], mask)
+                else:
+                    out = ops.mlp(x, w, b)
+                    t0 = time.perf_counter()
+                    out.backward(g)
+                if i >= 2:
+                    times[way].append((time.perf_counter() - t0) * 1e6)
+    seen = {}  # the node's gradients, caught on their way to .grad by tensor hooks
+    for p in w + b:
+        p.grad = None
+        p.register_hook(lambda t, p=p: seen.__setitem__(p, t.data_ptr()))
+    ops.mlp(x, w, b).backward(g)
+    taken_over = all(p.grad.data_ptr() == seen[p] for p in w + b)
+    return statistics.median(times[0]), statistics.median(times[1]), taken_over
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--block", type=int, default=10, help="steps per contender per round (>= 3)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.block < 3:
+        p.error(f"--block must be at least 3 (the first two steps of a block are not timed), got {args.block}")
+    torch.set_num_threads(args.threads)
+    state = models.init_state(models.SEED_SIZES, args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.batch, models.SEED_SIZES[0], generator=gen)
+    y = torch.randint(0, models.SEED_SIZES[-1], (args.batch,), generator=gen)
+    both = contenders(state, x, y)
+    runs = {name: step for name, (step, _) in both.items()}
+    runs["GEMM floor"], _ = bench.gemm_floor(args.batch)  # the step's 11 GEMMs alone (python -m pyops bench)
+    times = {k: [] for k in runs}
+    order = random.Random(args.seed)
+    for _ in range(args.rounds):
+        for name in order.sample(list(runs), len(runs)):
+            for i in range(args.block):
+                t0 = time.perf_counter()
+                runs[name]()
+                if i >= 2:
+                    times[name].append((time.perf_counter() - t0) * 1e6)
+    print(f"batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds x {args.block - 2} timed steps; "
+          f"CPU float32 GEMM: {pyops._ops.environment()['CPU float32 GEMM']}")
+    floor = statistics.median(times.pop("GEMM floor"))
+    prev = None
+    for name, t in times.items():
+        med = statistics.median(t)
+        step = "" if prev is None else f"{med - prev:+8.1f}"
+        print(f"  {name:9s} {med:9.1f} us/step  {med / floor:5.2f}x the GEMM floor  {step}")
+        prev = med
+    print(f"  GEMM floor {floor:8.1f} us")
+    # every contender trained the same number of steps on the same batch from the same state: the same model
+    ref = both["one-op"][1]
+    for name, (_, params) in both.items():
+        diff = max((a - b).abs().max().item() for a, b in zip(params, ref))
+        print(f"  {name:9s} parameters after {args.rounds * args.block} steps: max |difference| to one-op's {diff:.2e}")
+    print("the MLP's autograd node alone: loss.backward() through it vs pyops.mlp_bwd called directly")
+    for batch, sizes in ((args.batch, models.SEED_SIZES), (args.batch, (4, 4, 4, 4, 4))):
+        direct, node, taken_over = node_overhead(batch, sizes, max(3, args.rounds // 2))
+        print(f"  batch {batch}, sizes {'-'.join(map(str, sizes))}: direct {direct:8.1f} us, through the node "
+              f"{node:8.1f} us ({node - direct:+.1f}); gradients taken over by .grad without a copy: {taken_over}")
+
+
+if __name__ == "__main__":
+    main()
