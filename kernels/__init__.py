@@ -13,8 +13,10 @@ import importlib
 LAUNCHES: dict = {}  # kernel name -> launches, so tests can assert which variant ran
 
 
-def count_launch(name: str) -> None:
-    LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """``kernel[grid](*args, **kwargs)``, counted in LAUNCHES."""
+    LAUNCHES[kernel.__name__] = LAUNCHES.get(kernel.__name__, 0) + 1
+    kernel[grid](*args, **kwargs)
 
 
 def interpreted() -> bool:
