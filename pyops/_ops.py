@@ -41,20 +41,6 @@ def ops(backend: str):
     return getattr(torch.ops, NAMESPACES[backend])
 
 
-def triton_interpreted() -> bool:
-    """True when pyops' Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1 before import)."""
-    kernels = importlib.import_module("pyops.kernels")
-    return kernels.interpreted()
-
-
-def triton_missing() -> str:
-    try:
-        importlib.import_module("triton")
-    except ImportError as e:
-        return f"triton is not installed ({e})"
-    return ""
-
-
 _REASONS: dict = {}
 
 
@@ -94,13 +80,14 @@ def _unavailable_reason(backend: str, dev: str, device: str) -> str:
         return "" if dev == "cpu" else (
             f"it runs the CUDA kernels on CPU tensors, got a tensor on {device}; use backend='cuda' or move it with .cpu()")
     if backend == "triton":
-        missing = triton_missing()
-        if missing:
-            return missing
+        try:
+            importlib.import_module("triton")
+        except ImportError as e:
+            return f"triton is not installed ({e})"
         if dev == "cuda":
             return ""
         if dev == "cpu":
-            if triton_interpreted():
+            if importlib.import_module("pyops.kernels").interpreted():  # TRITON_INTERPRET=1 at their import
                 return ""
             return ("Triton needs CUDA tensors; CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 "
                     "before importing pyops, or use backend='cpu'")

@@ -45,7 +45,8 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     if not (isinstance(input, torch.Tensor) and dt in _checks.FLOAT_DTYPES
             and all(isinstance(w, torch.Tensor) and w.dtype is dt for w in weights)
             and all(b is None or (isinstance(b, torch.Tensor) and b.dtype is dt) for b in biases)):
-        _checks.check_mlp_layers("mlp", input, weights, biases)  # raises the precise error
+        for i, (w, b) in enumerate(zip(weights, biases)):  # raises the precise error, naming the layer
+            _checks.check_linear_args(f"mlp (layer {i})", input, w, b)
     name = _backend.resolve(backend, input.device, "mlp")
     if name == "torch":
         x = input

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
+from .mlp import mlp
 from .optim import Adam, hparams
 
 __all__ = ["mlp_train_step", "LOSSES"]
@@ -48,10 +49,7 @@ def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, r
     leaves = [p.detach().requires_grad_() for p in params]
     it = iter(leaves[len(weights):])
     with torch.enable_grad():
-        x = input
-        for i, w in enumerate(leaves[:len(weights)]):
-            x = F.linear(x, w, next(it) if biases[i] is not None else None)
-            x = F.relu(x) if i + 1 < len(weights) else x
+        x = mlp(input, leaves[:len(weights)], [b if b is None else next(it) for b in biases], backend="torch")
         if log_softmax_nll:
             loss = F.nll_loss(F.log_softmax(x, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
         else:
@@ -173,8 +171,7 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
     backend_key = backend if backend is not None else (optimizer.backend or _backend.current_backend())
     name = _backend.resolve(backend_key, input.device, op)
     group, bucket = optimizer._train_step_bucket(params, name)
-    if name != "torch":
-        _checks.check_backend_dtype(input, name, op)
+    _checks.check_backend_dtype(input, name, op)  # (backend "torch" takes every dtype)
     plan = _Plan()
     plan.weights, plan.biases, plan.n = weights, None if given_biases is None else biases, len(weights)
     plan.weight, plan.options, plan.backend_key = weight, (loss, ignore_index, reduction, label_smoothing), backend_key
