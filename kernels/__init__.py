@@ -8,8 +8,6 @@ triton with it, is imported at the op's first call.
 Triton decides at decoration time whether a kernel runs in its interpreter: set
 ``TRITON_INTERPRET=1`` before this package's op modules are first imported to run the kernels on CPU tensors.
 """
-import importlib
-
 LAUNCHES: dict = {}  # kernel name -> launches, so tests can assert which variant ran
 
 
@@ -23,5 +21,5 @@ def interpreted() -> bool:
     """True when the kernels were decorated under TRITON_INTERPRET=1 (they then take CPU tensors)."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    softmax = importlib.import_module("pyops.kernels.softmax")
-    return isinstance(softmax.softmax_fwd_kernel, InterpretedFunction)
+    from .softmax import softmax_fwd_kernel
+    return isinstance(softmax_fwd_kernel, InterpretedFunction)

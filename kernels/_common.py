@@ -18,14 +18,12 @@ def ptr(dtype) -> str:
 
 def variant(kernel, constexprs: dict, num_warps: int, pointers: str, *, ints: str = "i64", aligned=False,
             vector_loads: bool = False, **types) -> dict:
-    """One entry of an aot_variants(): ``kernel`` compiled with ``constexprs`` and ``num_warps``.
-
-    The signature comes from the kernel's own parameters, in their order: "constexpr" for a tl.constexpr one and
-    for an integer that ``constexprs`` fixes too (as Triton's JIT makes an argument equal to 1 a constant), else
-    ``types[name]`` where given, else ``pointers`` for a pointer (a name ending in ``_ptr``) and ``ints`` for
-    an integer.  ``aligned``: the arguments known to be multiples of 16 (``divisible_by_16``, as the JIT
-    specializes 16-byte-aligned pointers and integers divisible by 16), True for every one that is not a
-    constexpr; ``vector_loads``: the PTX must have 128-bit global loads (``expect_vector_loads``)."""
+    """One entry of an aot_variants(): ``kernel`` with ``constexprs`` and ``num_warps``.  Its signature comes from
+    the kernel's parameters, in order: "constexpr" for the tl.constexpr ones and for those ``constexprs`` fixes too
+    (an integer equal to 1, which Triton's JIT makes a constant), else ``types[name]`` where given, else
+    ``pointers`` for a name ending in ``_ptr`` and ``ints`` for the other integers.  ``aligned``: the arguments
+    known to be multiples of 16 (``divisible_by_16``), True for every non-constexpr one; ``vector_loads``: the PTX
+    must have 128-bit global loads."""
     sig = {p.name: "constexpr" if p.is_constexpr or p.name in constexprs else
            types.get(p.name) or (pointers if p.name.endswith("_ptr") else ints) for p in kernel.params}
     if aligned is True:

@@ -149,12 +149,6 @@ def launch_plan(numels):
     return firsts, (firsts[-1],)
 
 
-def _as_int64_words(t: torch.Tensor) -> torch.Tensor:
-    if t.element_size() == 4 and t.numel() % 2:
-        t = torch.cat([t, t.new_zeros(1)])
-    return t.view(torch.int64)
-
-
 def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable, h):
     """One Adam/AdamW step for lists of tensors of one device and dtype: the Triton kernel of pyops_triton::adam_step
     (csrc/triton.cpp checks the arguments first, as every backend does); ``h``: the hyperparameters by name
@@ -188,15 +182,16 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     w = float(torch.tensor(1 - beta1, dtype=acc))  # the lerp weight, rounded as the kernel sees it
     hyper = torch.tensor([w, 1 - w, beta2, 1 - beta2, weight_decay, eps] + coef, dtype=acc)
     hyper[1] = 1 - hyper[0]  # 1 - w computed in the accumulation type, as ATen's lerp does
+    if hyper.element_size() == 4 and hyper.numel() % 2:  # whole int64 words
+        hyper = torch.cat([hyper, hyper.new_zeros(1)])
     tile_tensor = [i for i in range(n) for _ in range(firsts[i + 1] - firsts[i])]
     ints = torch.tensor(table + tile_tensor, dtype=torch.int64)
     h64 = torch.tensor([lr, beta1, beta2, weight_decay], dtype=torch.float64).view(torch.int64)
-    buf = torch.cat([ints, h64, _as_int64_words(hyper)]).to(device)  # one host-to-device copy
-    n_int = len(table)
+    buf = torch.cat([ints, h64, hyper.view(torch.int64)]).to(device)  # one host-to-device copy
     hyper_dev = buf[ints.numel() + 4:].view(acc)
     _launch(
         adam_multi_tensor_kernel, grid,
-        buf, buf[n_int:], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
+        buf, buf[len(table):], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
         lr_tensor if lr_on_device else buf, counters if capturable else buf,
         P_DTYPE=TL[dtype], ACC=TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
         WD_MODE=0 if weight_decay == 0 else (2 if h["decoupled_weight_decay"] else 1), W_SMALL=abs(w) < 0.5,

@@ -224,12 +224,10 @@ def nll_loss_bwd_kernel(g_ptr, ld_g, tw_ptr, t_ptr, w_ptr, ignore_index, C, inne
 
 
 # ---------------------------------------------------------------- launchers
-def row_block(C: int) -> int:
-    """Column block of the row kernels -- the one place that picks it."""
-    return min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
-
-
-def _num_warps(block, element_size=4):
+def row_plan(C: int, element_size: int):
+    """(BLOCK, num_warps) of the row kernels for C classes of ``element_size`` bytes -- the one place that picks
+    them."""
+    block = min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
     # Up to 2048 columns 4 warps, float64 16 warps at 1024 and 2048 (2 and 4 elements per thread, at least 8
     # warps below); at 4096 8 fp16/bf16 or 4 fp32/fp64 elements per thread.  Wider shares spilled in the Triton
     # AOT audit: 16 fp32 at 4096, and, compiled as the JIT compiles contiguous rows (where it vectorizes the
@@ -239,8 +237,8 @@ def _num_warps(block, element_size=4):
     # loop and saves values across it); with 16 warps (54 registers) or 4 (69) it has none.  16 keeps one
     # 16-byte load per thread per block, as 2048 has two: the same bytes per program, more threads on them.
     if block <= 2048:
-        return max(8, min(16, block // 64)) if element_size == 8 else 4
-    return 16 if element_size == 2 else 32
+        return block, max(8, min(16, block // 64)) if element_size == 8 else 4
+    return block, 16 if element_size == 2 else 32
 
 
 def _debug(t: torch.Tensor) -> dict:
@@ -252,13 +250,12 @@ def cross_entropy_forward(x, layout, target, weight, ignore_index, smoothing, ou
     """Row losses into ``out`` ([rows], reduction none) or, with ``partials`` [2, rows], the reduced loss into
     ``out`` [] and ``total_weight`` []; lse [rows].  layout = (rows, C, D, ld_n, ld_d, ld_c)."""
     rows, C, D, ld_n, ld_d, ld_c = layout
-    block = row_block(C)
+    block, warps = row_plan(C, x.element_size())
     if rows > 0:
         launch(cross_entropy_fwd_kernel, (rows,), x, D, ld_n, ld_d, ld_c, target,
                weight if weight is not None else x, ignore_index, C, rows, float(smoothing),
                out if partials is None else partials, lse, HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0,
-               REDUCE=partials is not None, ACC=acc(x.dtype), BLOCK=block,
-               num_warps=_num_warps(block, x.element_size()), **_debug(x))
+               REDUCE=partials is not None, ACC=acc(x.dtype), BLOCK=block, num_warps=warps, **_debug(x))
     _reduce(partials, rows, out, total_weight, mean)
 
 
@@ -267,11 +264,11 @@ def cross_entropy_backward(grad, ld_grad, total_weight, x, layout, target, weigh
     rows, C, D, ld_n, ld_d, ld_c = layout
     if rows == 0 or C == 0:
         return
-    block = row_block(C)
+    block, warps = row_plan(C, x.element_size())
     launch(cross_entropy_bwd_kernel, (rows,), grad, ld_grad, total_weight, x, D, ld_n, ld_d, ld_c, target,
            weight if weight is not None else x, ignore_index, C, float(smoothing), lse, gx,
            HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0, MEAN=mean, ACC=acc(x.dtype), BLOCK=block,
-           num_warps=_num_warps(block, x.element_size()), **_debug(x))
+           num_warps=warps, **_debug(x))
 
 
 def nll_loss_forward(x, layout, target, weight, ignore_index, out, partials, total_weight, mean):
@@ -324,7 +321,7 @@ def aot_variants():
                 for kernel, flag in ((cross_entropy_fwd_kernel, "REDUCE"), (cross_entropy_bwd_kernel, "MEAN")):
                     aligned = [a for a in kernel.arg_names if a.endswith("_ptr")] + ["ld_n", "C"]
                     yield variant(kernel, {"HAS_WEIGHT": smooth, "SMOOTH": smooth, flag: True, "ACC": acc_t,
-                                           "BLOCK": block, **ones}, _num_warps(block, dtype.itemsize), p,
+                                           "BLOCK": block, **ones}, row_plan(block, dtype.itemsize)[1], p,
                                   aligned=contiguous and aligned, vector_loads=contiguous, **types)
         yield variant(loss_reduce_kernel, {"MEAN": True, "ACC": acc_t, "BLOCK": REDUCE_BLOCK}, 4, p,
                       **{**types, "out_ptr": p})

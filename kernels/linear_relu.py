@@ -185,13 +185,6 @@ def linear_backward(g, x, w, y, gx, gw, gb) -> None:
 _AUDIT_SHAPES = [(m, k, n) for m in (64, 512) for k, n in ((784, 256), (256, 128), (128, 64), (64, 10))]
 
 
-# The strides equal to 1 when every operand is contiguous, per GEMM (its MASK_A, HAS_BIAS, RELU, ROW_SUMS flags
-# below): forward A = x, B = W, C = y; dx A = dz, B = W^T, C = dx; dW A = dz^T, B = x^T, C = dW.
-_UNIT_STRIDES = {(False, True, True, False): ("s_ak", "s_bk", "s_cn"),
-                 (True, False, False, False): ("s_ak", "s_bn", "s_cn"),
-                 (True, False, False, True): ("s_am", "s_bn", "s_cn")}
-
-
 def aot_variants():
     """Compilable variants of the kernels as the launcher uses them, for an ahead-of-time audit
     (triton.compile(ASTSource(fn=kernel, signature=..., constexprs=...), target=GPUTarget("cuda", 80|90, 32))):
@@ -204,28 +197,31 @@ def aot_variants():
     the launcher passes (`linear_forward` / `linear_backward`) become constants, as the JIT makes an
     integer argument equal to 1, and the pointers and every other integer are known multiples of 16.
     Those must load their tiles 16 bytes at a time (expect_vector_loads: ld.global.v4 or cp.async.cg)."""
-    seen = set()
+    gemms = {}  # (configuration) -> variant: one variant per distinct configuration
     # (dtype, tl.dot precision, shapes): fp64 and TF32 (allow_tf32) for the first layer only
     runs = [(torch.float32, "ieee", _AUDIT_SHAPES), (torch.float16, "ieee", _AUDIT_SHAPES),
             (torch.bfloat16, "ieee", _AUDIT_SHAPES), (torch.float64, "ieee", _AUDIT_SHAPES[:1]),
             (torch.float32, "tf32", _AUDIT_SHAPES[:1])]
     for dtype, precision, shapes in runs:
         for m, k, n in shapes:
-            # forward (M, N, K), dx (M, K, N), dW (N, K, M) with their epilogue / mask flags
-            for (gm, gn, gk), flags in (((m, n, k), (False, True, True, False)),
-                                        ((m, k, n), (True, False, False, False)),
-                                        ((n, k, m), (True, False, False, True))):
+            # the launchers' operands of contiguous x, W and dz (meta tensors) with their epilogue / mask flags:
+            # forward A = x, B = W; dx A = dz, B = W^T; dW A = dz^T, B = x^T (C is contiguous)
+            x, w, g = (torch.empty(shape, device="meta") for shape in ((m, k), (n, k), (m, n)))
+            for a, b, flags in ((x, w, (False, True, True, False)), (g, w.t(), (True, False, False, False)),
+                                (g.t(), x.t(), (True, False, False, True))):
+                (gm, gk), gn = a.shape, b.shape[0]
                 bm, bn, bk, warps = gemm_plan(gm, gn, gk, dtype.itemsize)
                 const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags), ACC=acc(dtype),
                              PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-                # contiguous operands as the JIT specializes them, for the layers whose sizes are multiples of 16
+                # contiguous operands as the JIT specializes them, for the layers whose sizes are multiples of 16:
+                # the strides equal to 1 become constants
+                unit = [name for name, st in zip(("s_am", "s_ak", "s_bn", "s_bk"), a.stride() + b.stride()) if st == 1]
                 for contiguous in (False, True) if (gm | gn | gk) % 16 == 0 else (False,):
-                    key = (dtype, precision, bm, bn, bk, warps, flags, contiguous)
-                    if key not in seen:
-                        seen.add(key)
-                        units = dict.fromkeys(_UNIT_STRIDES[flags], 1) if contiguous else {}
-                        yield variant(linear_gemm_kernel, {**const, **units}, warps, ptr(dtype), aligned=contiguous,
-                                      vector_loads=contiguous)
+                    units = dict.fromkeys(unit + ["s_cn"], 1) if contiguous else {}
+                    gemms.setdefault((dtype, precision, bm, bn, bk, warps, flags, contiguous), variant(
+                        linear_gemm_kernel, {**const, **units}, warps, ptr(dtype), aligned=contiguous,
+                        vector_loads=contiguous))
+    yield from gemms.values()
     for dtype in (torch.float32, torch.float16):
         yield variant(linear_bias_grad_kernel, {"MASK": True, "ACC": tl.float32, "BLOCK_M": BIAS_GRAD_BLOCK_M,
                                                 "BLOCK_N": 128}, BIAS_GRAD_WARPS, ptr(dtype))
