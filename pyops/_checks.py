@@ -51,8 +51,15 @@ def wrap_dim(dim: int, ndim: int, op: str) -> int:
 
 
 # ---------------------------------------------------------------- linear family
-def check_linear_args(op: str, input, weight, bias) -> None:
-    """Types and dtypes of (input, weight, bias); the op checks shapes and devices (csrc/linear_relu.h)."""
+def check_linear_args(op: str, input, weight, bias, layer=None) -> None:
+    """Types and dtypes of (input, weight, bias) -- of mlp's layer ``layer`` when given; the op checks shapes and
+    devices (csrc/linear_relu.h).  The common well-formed call costs a few attribute reads; anything unusual goes
+    through the checks below for the precise error."""
+    dt = input.dtype if isinstance(input, torch.Tensor) else None
+    if (dt in FLOAT_DTYPES and isinstance(weight, torch.Tensor) and weight.dtype is dt
+            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is dt))):
+        return
+    op = op if layer is None else f"{op} (layer {layer})"
     check_tensor(input, op)
     check_tensor(weight, op, "weight")
     if bias is not None:

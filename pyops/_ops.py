@@ -24,13 +24,12 @@ except ImportError as e:  # a source checkout that was never built
         "`make setup` or `pip install --no-build-isolation -e .`"
     ) from e
 
+_SIM_ERROR = ""  # why pyops._C_sim is missing
 try:
     from . import _C_sim  # noqa: F401  (registers torch.ops.pyops_sim.*)
 except ImportError as e:
     _C_sim = None
     _SIM_ERROR = str(e)
-else:
-    _SIM_ERROR = ""
 
 BUILD = _C.build_info()
 NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
@@ -115,7 +114,7 @@ def environment() -> dict:
     """What `python -m pyops info` prints."""
     import platform
 
-    info = {
+    return {
         "pyops": _version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -130,11 +129,9 @@ def environment() -> dict:
         "CPU float32 GEMM": _cpu_gemm(),
         "CPU threads": torch.get_num_threads(),
         "backends for CPU tensors": ", ".join(available_backends("cpu")),
-        "backends for CUDA tensors": (", ".join(available_backends("cuda")) if torch.cuda.is_available()
-                                      else "none here (no GPU); built for them: "
-                                      + ", ".join(available_backends("cuda"))),
+        "backends for CUDA tensors": ("" if torch.cuda.is_available() else "none here (no GPU); built for them: ")
+                                     + ", ".join(available_backends("cuda")),
     }
-    return info
 
 
 def _cpu_gemm() -> str:

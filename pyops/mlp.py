@@ -41,18 +41,13 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     ``biases`` one bias or None per layer (None: no biases).  ReLU follows every layer but the last.
     Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend."""
     weights, biases = _checks.as_mlp_lists("mlp", weights, biases)
-    dt = getattr(input, "dtype", None)
-    if not (isinstance(input, torch.Tensor) and dt in _checks.FLOAT_DTYPES
-            and all(isinstance(w, torch.Tensor) and w.dtype is dt for w in weights)
-            and all(b is None or (isinstance(b, torch.Tensor) and b.dtype is dt) for b in biases)):
-        for i, (w, b) in enumerate(zip(weights, biases)):  # raises the precise error, naming the layer
-            _checks.check_linear_args(f"mlp (layer {i})", input, w, b)
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        _checks.check_linear_args("mlp", input, w, b, i)
     name = _backend.resolve(backend, input.device, "mlp")
     if name == "torch":
         x = input
         for i, (w, b) in enumerate(zip(weights, biases)):
-            x = F.linear(x, w, b)
-            x = F.relu(x) if i + 1 < len(weights) else x
+            x = F.relu(F.linear(x, w, b)) if i + 1 < len(weights) else F.linear(x, w, b)
         return x
     _checks.check_backend_dtype(input, name, "mlp")
     return _ops.ops(name).mlp(input, weights, biases)  # one C++ autograd node (csrc/autograd.cpp)

@@ -32,8 +32,7 @@ def _softmax(input, dim, dtype, backend, log):
     if name == "torch":
         return (F.log_softmax if log else F.softmax)(input, dim)
     _checks.check_backend_dtype(input, name, op)
-    ns = _ops.ops(name)
-    return (ns.log_softmax if log else ns.softmax)(input, dim)
+    return getattr(_ops.ops(name), op)(input, dim)
 
 
 def softmax(input: torch.Tensor, dim: int | None = None, dtype: torch.dtype | None = None, *,

@@ -45,17 +45,16 @@ LOSSES = ("cross-entropy", "nll")
 def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, reduction, ignore_index,
                       label_smoothing):
     """(loss, gradients of weights + existing biases) by stock PyTorch ops and autograd."""
-    params = [*weights, *[b for b in biases if b is not None]]
-    leaves = [p.detach().requires_grad_() for p in params]
-    it = iter(leaves[len(weights):])
+    ws = [w.detach().requires_grad_() for w in weights]
+    bs = [b if b is None else b.detach().requires_grad_() for b in biases]
     with torch.enable_grad():
-        x = mlp(input, leaves[:len(weights)], [b if b is None else next(it) for b in biases], backend="torch")
+        x = mlp(input, ws, bs, backend="torch")
         if log_softmax_nll:
             loss = F.nll_loss(F.log_softmax(x, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
         else:
             loss = F.cross_entropy(x, target, weight, ignore_index=ignore_index, reduction=reduction,
                                    label_smoothing=label_smoothing)
-        grads = torch.autograd.grad(loss, leaves)
+        grads = torch.autograd.grad(loss, ws + [b for b in bs if b is not None])
     return loss.detach(), list(grads)
 
 
