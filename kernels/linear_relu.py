@@ -112,9 +112,7 @@ BIAS_GRAD_BLOCK_M, BIAS_GRAD_WARPS = 32, 8
 
 def _precision(dtype) -> str:
     # tl.dot on fp32 inputs: TF32 tensor cores only when PyTorch allows TF32 matmuls, else full fp32
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
+    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 def gemm_plan(M: int, N: int, K: int, elem_size: int = 2):

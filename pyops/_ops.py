@@ -69,10 +69,9 @@ def _unavailable_reason(backend: str, dev: str, device: str) -> str:
         if dev != "cuda":
             return (f"it runs on CUDA tensors, got a tensor on {device}; use backend='cpu' (or 'cuda-sim' to "
                     "execute the CUDA kernels on the CPU), or move it with .cuda()")
-        if not BUILD["cuda"]:
-            return ("this pyops was built without CUDA kernels (no nvcc at build time); rebuild with CUDA_HOME set, "
-                    "or use backend='triton'")
-        return ""
+        return "" if BUILD["cuda"] else (
+            "this pyops was built without CUDA kernels (no nvcc at build time); rebuild with CUDA_HOME set, or use "
+            "backend='triton'")
     if backend == "cuda-sim":
         if _C_sim is None:
             return f"the emulation extension pyops._C_sim was not built ({_SIM_ERROR}); rebuild with the CUDA headers"
@@ -85,11 +84,10 @@ def _unavailable_reason(backend: str, dev: str, device: str) -> str:
             return f"triton is not installed ({e})"
         if dev == "cuda":
             return ""
-        if dev == "cpu":
-            if importlib.import_module("pyops.kernels").interpreted():  # TRITON_INTERPRET=1 at their import
-                return ""
-            return ("Triton needs CUDA tensors; CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 "
-                    "before importing pyops, or use backend='cpu'")
+        if dev == "cpu":  # only when the kernels were decorated under TRITON_INTERPRET=1
+            return "" if importlib.import_module("pyops.kernels").interpreted() else (
+                "Triton needs CUDA tensors; CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 "
+                "before importing pyops, or use backend='cpu'")
         return f"it runs on CUDA tensors, got a tensor on {device}"
     raise AssertionError(backend)
 

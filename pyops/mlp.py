@@ -45,9 +45,13 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
         _checks.check_linear_args("mlp", input, w, b, i)
     name = _backend.resolve(backend, input.device, "mlp")
     if name == "torch":
-        x = input
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            x = F.relu(F.linear(x, w, b)) if i + 1 < len(weights) else F.linear(x, w, b)
-        return x
+        return torch_mlp(input, weights, biases)
     _checks.check_backend_dtype(input, name, "mlp")
     return _ops.ops(name).mlp(input, weights, biases)  # one C++ autograd node (csrc/autograd.cpp)
+
+
+def torch_mlp(x: torch.Tensor, weights: list, biases: list) -> torch.Tensor:
+    """The same network by stock PyTorch ops (backend "torch"), unchecked."""
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        x = F.relu(F.linear(x, w, b)) if i + 1 < len(weights) else F.linear(x, w, b)
+    return x

@@ -118,6 +118,7 @@ class LogSoftmax(_Backend, torch.nn.LogSoftmax):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return log_softmax(input, self.dim, backend=self.backend)
 
+
 class NLLLoss(_Backend, torch.nn.NLLLoss):
     """:class:`torch.nn.NLLLoss` computed by :func:`pyops.nll_loss`."""
 

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
-from .mlp import mlp
+from .mlp import torch_mlp
 from .optim import Adam, hparams
 
 __all__ = ["mlp_train_step", "LOSSES"]
@@ -48,7 +48,7 @@ def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, r
     ws = [w.detach().requires_grad_() for w in weights]
     bs = [b if b is None else b.detach().requires_grad_() for b in biases]
     with torch.enable_grad():
-        x = mlp(input, ws, bs, backend="torch")
+        x = torch_mlp(input, ws, bs)
         if log_softmax_nll:
             loss = F.nll_loss(F.log_softmax(x, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
         else:
