@@ -8,18 +8,18 @@ triton with it, is imported at the op's first call.
 Triton decides at decoration time whether a kernel runs in its interpreter: set
 ``TRITON_INTERPRET=1`` before this package's op modules are first imported to run the kernels on CPU tensors.
 """
-import importlib
-
 LAUNCHES: dict = {}  # kernel name -> launches, so tests can assert which variant ran
 
 
-def count_launch(name: str) -> None:
-    LAUNCHES[name] = LAUNCHES.get(name, 0) + 1
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """``kernel[grid](*args, **kwargs)``, counted in LAUNCHES."""
+    LAUNCHES[kernel.__name__] = LAUNCHES.get(kernel.__name__, 0) + 1
+    kernel[grid](*args, **kwargs)
 
 
 def interpreted() -> bool:
     """True when the kernels were decorated under TRITON_INTERPRET=1 (they then take CPU tensors)."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    softmax = importlib.import_module("pyops.kernels.softmax")
-    return isinstance(softmax.softmax_fwd_kernel, InterpretedFunction)
+    from .softmax import softmax_fwd_kernel
+    return isinstance(softmax_fwd_kernel, InterpretedFunction)

@@ -31,7 +31,8 @@ import torch
 
 from triton.runtime.interpreter import InterpretedFunction
 
-from . import count_launch
+from . import launch as _launch  # (this module's own launch() is the op's launcher)
+from ._common import TL, ptr, variant
 
 BLOCK = 1024  # elements per tile (program): 4 warps x 32 threads x 8 elements
 NUM_WARPS = 4
@@ -139,9 +140,6 @@ def adam_multi_tensor_kernel(table_ptr,        # int64 [n, ROW]: addresses, nume
             tl.atomic_xchg(counters_ptr + t, 0)
 
 
-_TL = {torch.float32: tl.float32, torch.float64: tl.float64, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
-
-
 def launch_plan(numels):
     """First tile of every tensor and the grid -- the one place that cuts tensors into tiles.  Every
     tensor gets at least one tile, so that in capturable mode an empty tensor's step advances."""
@@ -149,12 +147,6 @@ def launch_plan(numels):
     for n in numels:
         firsts.append(firsts[-1] + max(1, triton.cdiv(n, BLOCK)))
     return firsts, (firsts[-1],)
-
-
-def _as_int64_words(t: torch.Tensor) -> torch.Tensor:
-    if t.element_size() == 4 and t.numel() % 2:
-        t = torch.cat([t, t.new_zeros(1)])
-    return t.view(torch.int64)
 
 
 def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, lr_tensor, counters, capturable, h):
@@ -190,17 +182,18 @@ def launch(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, l
     w = float(torch.tensor(1 - beta1, dtype=acc))  # the lerp weight, rounded as the kernel sees it
     hyper = torch.tensor([w, 1 - w, beta2, 1 - beta2, weight_decay, eps] + coef, dtype=acc)
     hyper[1] = 1 - hyper[0]  # 1 - w computed in the accumulation type, as ATen's lerp does
+    if hyper.element_size() == 4 and hyper.numel() % 2:  # whole int64 words
+        hyper = torch.cat([hyper, hyper.new_zeros(1)])
     tile_tensor = [i for i in range(n) for _ in range(firsts[i + 1] - firsts[i])]
     ints = torch.tensor(table + tile_tensor, dtype=torch.int64)
     h64 = torch.tensor([lr, beta1, beta2, weight_decay], dtype=torch.float64).view(torch.int64)
-    buf = torch.cat([ints, h64, _as_int64_words(hyper)]).to(device)  # one host-to-device copy
-    n_int = len(table)
+    buf = torch.cat([ints, h64, hyper.view(torch.int64)]).to(device)  # one host-to-device copy
     hyper_dev = buf[ints.numel() + 4:].view(acc)
-    count_launch("adam_multi_tensor_kernel")
-    adam_multi_tensor_kernel[grid](
-        buf, buf[n_int:], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
+    _launch(
+        adam_multi_tensor_kernel, grid,
+        buf, buf[len(table):], hyper_dev, hyper_dev[N_HYPER:], buf[ints.numel():].view(torch.float64),
         lr_tensor if lr_on_device else buf, counters if capturable else buf,
-        P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
+        P_DTYPE=TL[dtype], ACC=TL[acc], AMSGRAD=h["amsgrad"], MAXIMIZE=h["maximize"],
         WD_MODE=0 if weight_decay == 0 else (2 if h["decoupled_weight_decay"] else 1), W_SMALL=abs(w) < 0.5,
         CAPTURABLE=capturable, LR_PTR=lr_on_device, STEP_F64=state_steps[0].dtype == torch.float64,
         ALIGNED=all(a % 16 == 0 for a in addrs), BLOCK=BLOCK, num_warps=NUM_WARPS)
@@ -214,12 +207,9 @@ def aot_variants():
         (torch.bfloat16, True, True, 0, True), (torch.float64, True, False, 1, False),
     ]:
         acc = torch.float64 if dtype == torch.float64 else torch.float32
-        a = "fp64" if acc == torch.float64 else "fp32"
-        constexprs = dict(P_DTYPE=_TL[dtype], ACC=_TL[acc], AMSGRAD=amsgrad, MAXIMIZE=False, WD_MODE=wd_mode,
+        constexprs = dict(P_DTYPE=TL[dtype], ACC=TL[acc], AMSGRAD=amsgrad, MAXIMIZE=False, WD_MODE=wd_mode,
                           W_SMALL=True, CAPTURABLE=capturable, LR_PTR=capturable, STEP_F64=False, ALIGNED=aligned,
                           BLOCK=BLOCK)
-        sig = {"table_ptr": "*i64", "tile_tensor_ptr": "*i64", "hyper_ptr": f"*{a}", "coef_ptr": f"*{a}",
-               "hyper64_ptr": "*fp64", "lr_ptr": "*fp32", "counters_ptr": "*i32"}
-        sig.update({k: "constexpr" for k in constexprs})
-        yield {"kernel": adam_multi_tensor_kernel, "signature": sig, "constexprs": constexprs,
-               "num_warps": NUM_WARPS, "expect_vector_loads": aligned}
+        yield variant(adam_multi_tensor_kernel, constexprs, NUM_WARPS, ptr(acc), vector_loads=aligned,
+                      table_ptr="*i64", tile_tensor_ptr="*i64", hyper64_ptr="*fp64", lr_ptr="*fp32",
+                      counters_ptr="*i32")

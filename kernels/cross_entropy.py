@@ -34,7 +34,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import count_launch
+from . import launch
+from ._common import acc, ptr, variant
 
 MAX_BLOCK = 4096    # widest column block of the row kernels
 FLAT_BLOCK = 1024   # rows / elements per program of the nll kernels
@@ -223,16 +224,10 @@ def nll_loss_bwd_kernel(g_ptr, ld_g, tw_ptr, t_ptr, w_ptr, ignore_index, C, inne
 
 
 # ---------------------------------------------------------------- launchers
-def _acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def row_block(C: int) -> int:
-    """Column block of the row kernels -- the one place that picks it."""
-    return min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
-
-
-def _num_warps(block, element_size=4):
+def row_plan(C: int, element_size: int):
+    """(BLOCK, num_warps) of the row kernels for C classes of ``element_size`` bytes -- the one place that picks
+    them."""
+    block = min(triton.next_power_of_2(max(C, 1)), MAX_BLOCK)
     # Up to 2048 columns 4 warps, float64 16 warps at 1024 and 2048 (2 and 4 elements per thread, at least 8
     # warps below); at 4096 8 fp16/bf16 or 4 fp32/fp64 elements per thread.  Wider shares spilled in the Triton
     # AOT audit: 16 fp32 at 4096, and, compiled as the JIT compiles contiguous rows (where it vectorizes the
@@ -242,8 +237,8 @@ def _num_warps(block, element_size=4):
     # loop and saves values across it); with 16 warps (54 registers) or 4 (69) it has none.  16 keeps one
     # 16-byte load per thread per block, as 2048 has two: the same bytes per program, more threads on them.
     if block <= 2048:
-        return max(8, min(16, block // 64)) if element_size == 8 else 4
-    return 16 if element_size == 2 else 32
+        return block, max(8, min(16, block // 64)) if element_size == 8 else 4
+    return block, 16 if element_size == 2 else 32
 
 
 def _debug(t: torch.Tensor) -> dict:
@@ -251,25 +246,17 @@ def _debug(t: torch.Tensor) -> dict:
     return {"debug": True, "sanitize_overflow": False} if t.is_cuda else {}
 
 
-def _launch(kernel, grid, *args, **kw):
-    count_launch(kernel.fn.__name__ if hasattr(kernel, "fn") else kernel.__name__)
-    kernel[grid](*args, **kw)
-
-
 def cross_entropy_forward(x, layout, target, weight, ignore_index, smoothing, out, partials, lse, total_weight, mean):
     """Row losses into ``out`` ([rows], reduction none) or, with ``partials`` [2, rows], the reduced loss into
     ``out`` [] and ``total_weight`` []; lse [rows].  layout = (rows, C, D, ld_n, ld_d, ld_c)."""
     rows, C, D, ld_n, ld_d, ld_c = layout
-    block = row_block(C)
-    acc = _acc(x.dtype)
-    reduce = partials is not None
+    block, warps = row_plan(C, x.element_size())
     if rows > 0:
-        _launch(cross_entropy_fwd_kernel, (rows,), x, D, ld_n, ld_d, ld_c, target,
-                weight if weight is not None else x, ignore_index, C, rows, float(smoothing),
-                partials if reduce else out, lse, HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0,
-                REDUCE=reduce, ACC=acc, BLOCK=block, num_warps=_num_warps(block, x.element_size()), **_debug(x))
-    if reduce:
-        _launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc, BLOCK=REDUCE_BLOCK)
+        launch(cross_entropy_fwd_kernel, (rows,), x, D, ld_n, ld_d, ld_c, target,
+               weight if weight is not None else x, ignore_index, C, rows, float(smoothing),
+               out if partials is None else partials, lse, HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0,
+               REDUCE=partials is not None, ACC=acc(x.dtype), BLOCK=block, num_warps=warps, **_debug(x))
+    _reduce(partials, rows, out, total_weight, mean)
 
 
 def cross_entropy_backward(grad, ld_grad, total_weight, x, layout, target, weight, ignore_index, smoothing, lse, gx,
@@ -277,23 +264,28 @@ def cross_entropy_backward(grad, ld_grad, total_weight, x, layout, target, weigh
     rows, C, D, ld_n, ld_d, ld_c = layout
     if rows == 0 or C == 0:
         return
-    block = row_block(C)
-    _launch(cross_entropy_bwd_kernel, (rows,), grad, ld_grad, total_weight, x, D, ld_n, ld_d, ld_c, target,
-            weight if weight is not None else x, ignore_index, C, float(smoothing), lse, gx,
-            HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0, MEAN=mean, ACC=_acc(x.dtype), BLOCK=block,
-            num_warps=_num_warps(block, x.element_size()), **_debug(x))
+    block, warps = row_plan(C, x.element_size())
+    launch(cross_entropy_bwd_kernel, (rows,), grad, ld_grad, total_weight, x, D, ld_n, ld_d, ld_c, target,
+           weight if weight is not None else x, ignore_index, C, float(smoothing), lse, gx,
+           HAS_WEIGHT=weight is not None, SMOOTH=smoothing != 0.0, MEAN=mean, ACC=acc(x.dtype), BLOCK=block,
+           num_warps=warps, **_debug(x))
 
 
 def nll_loss_forward(x, layout, target, weight, ignore_index, out, partials, total_weight, mean):
     rows, C, D, ld_n, ld_d, ld_c = layout
-    acc = _acc(x.dtype)
-    reduce = partials is not None
     if rows > 0:
-        _launch(nll_loss_fwd_kernel, (triton.cdiv(rows, FLAT_BLOCK),), x, D, ld_n, ld_d, ld_c, target,
-                weight if weight is not None else x, ignore_index, C, rows, partials if reduce else out,
-                HAS_WEIGHT=weight is not None, REDUCE=reduce, ACC=acc, BLOCK=FLAT_BLOCK, **_debug(x))
-    if reduce:
-        _launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc, BLOCK=REDUCE_BLOCK)
+        launch(nll_loss_fwd_kernel, (triton.cdiv(rows, FLAT_BLOCK),), x, D, ld_n, ld_d, ld_c, target,
+               weight if weight is not None else x, ignore_index, C, rows, out if partials is None else partials,
+               HAS_WEIGHT=weight is not None, REDUCE=partials is not None, ACC=acc(x.dtype), BLOCK=FLAT_BLOCK,
+               **_debug(x))
+    _reduce(partials, rows, out, total_weight, mean)
+
+
+def _reduce(partials, rows, out, total_weight, mean):
+    """With ``partials`` (reduction mean or sum): the loss into ``out`` [] from the per-row (loss, weight) pairs."""
+    if partials is not None:  # (partials are in the accumulation type)
+        launch(loss_reduce_kernel, (1,), partials, rows, out, total_weight, MEAN=mean, ACC=acc(partials.dtype),
+               BLOCK=REDUCE_BLOCK)
 
 
 def nll_loss_backward(grad, ld_grad, total_weight, layout, target, weight, ignore_index, gx, mean):
@@ -301,15 +293,9 @@ def nll_loss_backward(grad, ld_grad, total_weight, layout, target, weight, ignor
     numel = rows * C
     if numel == 0:
         return
-    _launch(nll_loss_bwd_kernel, (triton.cdiv(numel, FLAT_BLOCK),), grad, ld_grad, total_weight, target,
-            weight if weight is not None else gx, ignore_index, C, D, numel, gx, HAS_WEIGHT=weight is not None,
-            MEAN=mean, ACC=_acc(gx.dtype), BLOCK=FLAT_BLOCK, **_debug(gx))
-
-
-def _aligned_args(signature):
-    """What the JIT knows to be a multiple of 16 for contiguous, 16-byte-aligned logits: every pointer (torch's
-    allocations), the row stride and the class count."""
-    return [a for a, t in signature.items() if t.startswith("*")] + ["ld_n", "C"]
+    launch(nll_loss_bwd_kernel, (triton.cdiv(numel, FLAT_BLOCK),), grad, ld_grad, total_weight, target,
+           weight if weight is not None else gx, ignore_index, C, D, numel, gx, HAS_WEIGHT=weight is not None,
+           MEAN=mean, ACC=acc(gx.dtype), BLOCK=FLAT_BLOCK, **_debug(gx))
 
 
 def aot_variants():
@@ -322,50 +308,24 @@ def aot_variants():
     pointers, the row stride and ``C`` are known multiples of 16.  Those wide-block variants (1024, 2048 and
     4096 columns) must read the logits with 128-bit loads (expect_vector_loads); the gathers of one element per
     row (targets, the target's logit, the nll kernels) cannot."""
-    ptr = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
-        p, acc = ptr[dtype], ("*fp64" if dtype == torch.float64 else "*fp32")
-        acc_tl, size = _acc(dtype), torch.tensor([], dtype=dtype).element_size()
+        p, acc_t = ptr(dtype), acc(dtype)
+        types = {"t_ptr": "*i64", "lse_ptr": "*fp64", "out_ptr": ptr(acc_t), "tw_ptr": ptr(acc_t),
+                 "part_ptr": ptr(acc_t), "smoothing": "fp32"}
         for block, contiguous in ((16, False), (1024, False), (2048, False), (MAX_BLOCK, False), (1024, True),
                                   (2048, True), (MAX_BLOCK, True)):
-            # contiguous: inner == ld_c == 1 as the JIT's constants; pointers, ld_n and C multiples of 16
-            layout = {"inner": "constexpr", "ld_c": "constexpr"} if contiguous else {}
+            # contiguous: inner == ld_c == 1 as the JIT's constants; multiples of 16: the pointers (torch's
+            # 16-byte-aligned allocations), the row stride ld_n and the class count C
             ones = {"inner": 1, "ld_c": 1} if contiguous else {}
             for smooth in (False, True):
-                sig = {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64",
-                       "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64", "smoothing": "fp32",
-                       "out_ptr": acc, "lse_ptr": "*fp64", "HAS_WEIGHT": "constexpr", "SMOOTH": "constexpr",
-                       "REDUCE": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"}
-                yield {"kernel": cross_entropy_fwd_kernel, "signature": {**sig, **layout},
-                       "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "REDUCE": True, "ACC": acc_tl,
-                                      "BLOCK": block, **ones},
-                       "num_warps": _num_warps(block, size),
-                       "divisible_by_16": _aligned_args(sig) if contiguous else [],
-                       "expect_vector_loads": contiguous}
-                sig = {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "x_ptr": p, "inner": "i64", "ld_n": "i64",
-                       "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64", "w_ptr": p, "ignore_index": "i64", "C": "i64",
-                       "smoothing": "fp32", "lse_ptr": "*fp64", "gx_ptr": p, "HAS_WEIGHT": "constexpr",
-                       "SMOOTH": "constexpr", "MEAN": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"}
-                yield {"kernel": cross_entropy_bwd_kernel, "signature": {**sig, **layout},
-                       "constexprs": {"HAS_WEIGHT": smooth, "SMOOTH": smooth, "MEAN": True, "ACC": acc_tl,
-                                      "BLOCK": block, **ones},
-                       "num_warps": _num_warps(block, size),
-                       "divisible_by_16": _aligned_args(sig) if contiguous else [],
-                       "expect_vector_loads": contiguous}
-        yield {"kernel": loss_reduce_kernel,
-               "signature": {"part_ptr": acc, "rows": "i64", "out_ptr": p, "tw_ptr": acc, "MEAN": "constexpr",
-                             "ACC": "constexpr", "BLOCK": "constexpr"},
-               "constexprs": {"MEAN": True, "ACC": acc_tl, "BLOCK": REDUCE_BLOCK}, "num_warps": 4,
-               "expect_vector_loads": False}
-        yield {"kernel": nll_loss_fwd_kernel,
-               "signature": {"x_ptr": p, "inner": "i64", "ld_n": "i64", "ld_d": "i64", "ld_c": "i64", "t_ptr": "*i64",
-                             "w_ptr": p, "ignore_index": "i64", "C": "i64", "rows": "i64", "out_ptr": acc,
-                             "HAS_WEIGHT": "constexpr", "REDUCE": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"},
-               "constexprs": {"HAS_WEIGHT": True, "REDUCE": True, "ACC": acc_tl, "BLOCK": FLAT_BLOCK},
-               "num_warps": 4, "expect_vector_loads": False}
-        yield {"kernel": nll_loss_bwd_kernel,
-               "signature": {"g_ptr": p, "ld_g": "i64", "tw_ptr": acc, "t_ptr": "*i64", "w_ptr": p,
-                             "ignore_index": "i64", "C": "i64", "inner": "i64", "numel": "i64", "gx_ptr": p,
-                             "HAS_WEIGHT": "constexpr", "MEAN": "constexpr", "ACC": "constexpr", "BLOCK": "constexpr"},
-               "constexprs": {"HAS_WEIGHT": True, "MEAN": True, "ACC": acc_tl, "BLOCK": FLAT_BLOCK},
-               "num_warps": 4, "expect_vector_loads": False}
+                for kernel, flag in ((cross_entropy_fwd_kernel, "REDUCE"), (cross_entropy_bwd_kernel, "MEAN")):
+                    aligned = [a for a in kernel.arg_names if a.endswith("_ptr")] + ["ld_n", "C"]
+                    yield variant(kernel, {"HAS_WEIGHT": smooth, "SMOOTH": smooth, flag: True, "ACC": acc_t,
+                                           "BLOCK": block, **ones}, row_plan(block, dtype.itemsize)[1], p,
+                                  aligned=contiguous and aligned, vector_loads=contiguous, **types)
+        yield variant(loss_reduce_kernel, {"MEAN": True, "ACC": acc_t, "BLOCK": REDUCE_BLOCK}, 4, p,
+                      **{**types, "out_ptr": p})
+        yield variant(nll_loss_fwd_kernel, {"HAS_WEIGHT": True, "REDUCE": True, "ACC": acc_t, "BLOCK": FLAT_BLOCK},
+                      4, p, **types)
+        yield variant(nll_loss_bwd_kernel, {"HAS_WEIGHT": True, "MEAN": True, "ACC": acc_t, "BLOCK": FLAT_BLOCK},
+                      4, p, **types)

@@ -27,7 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import count_launch
+from . import launch
+from ._common import acc, ptr, variant
 
 
 @triton.jit
@@ -101,10 +102,6 @@ def linear_bias_grad_kernel(g_ptr, s_gm, s_gn,  # g: [M, N]
     tl.store(db_ptr + rn, acc.to(db_ptr.dtype.element_ty), mask=rn < N)
 
 
-def _acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 # The bias-gradient kernel's launch plan: BLOCK_M x BLOCK_N (<= 128) elements of g and y per loop step, over
 # 8 warps.  With 4 warps (32 elements per thread) and per-element int64 offsets recomputed in the loop, Triton
 # 3.6's sm_80 build used 255 registers and spilled 16 (fp32) / 24 (fp16) bytes; the offsets now advance by one
@@ -115,9 +112,7 @@ BIAS_GRAD_BLOCK_M, BIAS_GRAD_WARPS = 32, 8
 
 def _precision(dtype) -> str:
     # tl.dot on fp32 inputs: TF32 tensor cores only when PyTorch allows TF32 matmuls, else full fp32
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
+    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 def gemm_plan(M: int, N: int, K: int, elem_size: int = 2):
@@ -136,21 +131,20 @@ def gemm_plan(M: int, N: int, K: int, elem_size: int = 2):
     return bm, bn, bk, 8 if bm * bn >= 64 * 64 else 4
 
 
-def gemm(a, a_strides, b, b_strides, c, c_strides, M, N, K, *, mask_y=None, bias=None, relu=False, rowsum=None):
-    """C[m, n] = epilogue(sum_k A(m, k) B(n, k)); every operand as (tensor, (stride_out, stride_k))."""
+def gemm(a, b, c, *, mask_y=None, bias=None, relu=False, rowsum=None):
+    """C = epilogue(A B^T) for A: [M, K], B: [N, K], C: [M, N], views with any strides (W^T is ``w.t()``);
+    ``mask_y``: the ReLU output at A's offsets (A's strides) that masks A."""
+    (M, K), N = a.shape, b.shape[0]
     if M == 0 or N == 0:
         return
     bm, bn, bk, warps = gemm_plan(M, N, K, a.element_size())
-    grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn),)
-    count_launch("linear_gemm_kernel")
-    linear_gemm_kernel[grid](
-        a, a_strides[0], a_strides[1], mask_y if mask_y is not None else a,
-        b, b_strides[0], b_strides[1],
-        c, c_strides[0], c_strides[1],
+    launch(
+        linear_gemm_kernel, (triton.cdiv(M, bm) * triton.cdiv(N, bn),),
+        a, *a.stride(), mask_y if mask_y is not None else a, b, *b.stride(), c, *c.stride(),
         bias if bias is not None else c, rowsum if rowsum is not None else c,
         M, N, K,
         MASK_A=mask_y is not None, HAS_BIAS=bias is not None, RELU=relu, ROW_SUMS=rowsum is not None,
-        ACC=_acc(c.dtype), PRECISION=_precision(c.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
+        ACC=acc(c.dtype), PRECISION=_precision(c.dtype), BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps)
 
 
 def bias_grad(g, y, db):
@@ -159,51 +153,34 @@ def bias_grad(g, y, db):
     if N == 0:
         return
     block_n = min(128, max(16, triton.next_power_of_2(N)))
-    count_launch("linear_bias_grad_kernel")
-    linear_bias_grad_kernel[(triton.cdiv(N, block_n),)](
+    launch(
+        linear_bias_grad_kernel, (triton.cdiv(N, block_n),),
         g, g.stride(0), g.stride(1), y if y is not None else g, db, M, N,
-        MASK=y is not None, ACC=_acc(g.dtype), BLOCK_M=BIAS_GRAD_BLOCK_M, BLOCK_N=block_n, num_warps=BIAS_GRAD_WARPS)
+        MASK=y is not None, ACC=acc(g.dtype), BLOCK_M=BIAS_GRAD_BLOCK_M, BLOCK_N=block_n, num_warps=BIAS_GRAD_WARPS)
 
 
 def linear_forward(x, w, bias, y, relu: bool) -> None:
     """y = relu?(x W^T + b); x: [M, K], w: [N, K], y: [M, N] (any strides)."""
-    M, K = x.shape
-    N = w.shape[0]
-    gemm(x, (x.stride(0), x.stride(1)), w, (w.stride(0), w.stride(1)), y, (y.stride(0), y.stride(1)), M, N, K,
-         bias=bias, relu=relu)
+    gemm(x, w, y, bias=bias, relu=relu)
 
 
 def linear_backward(g, x, w, y, gx, gw, gb) -> None:
     """dx = dz W into gx, dW = dz^T x into gw, db = sum_m dz into gb (each when not None), with
     dz = g * [y > 0] (y None: dz = g).  g, y: [M, N] with equal strides; x: [M, K]; w, gw: [N, K]."""
-    M, N = g.shape
-    K = x.shape[1]
-    sg = (g.stride(0), g.stride(1))
-    row_sums = None
-    if gw is not None and K > 0:
+    row_sums = gw is not None and x.shape[1] > 0
+    if row_sums:
         # dW[n, k] = sum_m dz[m, n] x[m, k]: A = g^T (masked), B = x^T; db from the same A tiles
-        row_sums = gb
-        gemm(g, (sg[1], sg[0]), x, (x.stride(1), x.stride(0)), gw, (gw.stride(0), gw.stride(1)), N, K, M,
-             mask_y=y, rowsum=gb)
-    if gb is not None and row_sums is None:
+        gemm(g.t(), x.t(), gw, mask_y=y, rowsum=gb)
+    if gb is not None and not row_sums:
         bias_grad(g, y, gb)
     if gx is not None:
         # dx[m, k] = sum_n dz[m, n] W[n, k]: A = g (masked), B = W^T
-        gemm(g, sg, w, (w.stride(1), w.stride(0)), gx, (gx.stride(0), gx.stride(1)), M, K, N, mask_y=y)
+        gemm(g, w.t(), gx, mask_y=y)
 
 
 # ---------------------------------------------------------------- ahead-of-time audit
-_TL = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}
-
 # (M, K, N) of the MNIST MLP's layers at batch 64 and 512: the shapes the launcher sees most
 _AUDIT_SHAPES = [(m, k, n) for m in (64, 512) for k, n in ((784, 256), (256, 128), (128, 64), (64, 10))]
-
-
-# The strides equal to 1 when every operand is contiguous, per GEMM (its MASK_A, HAS_BIAS, RELU, ROW_SUMS flags
-# below): forward A = x, B = W, C = y; dx A = dz, B = W^T, C = dx; dW A = dz^T, B = x^T, C = dW.
-_UNIT_STRIDES = {(False, True, True, False): ("s_ak", "s_bk", "s_cn"),
-                 (True, False, False, False): ("s_ak", "s_bn", "s_cn"),
-                 (True, False, False, True): ("s_am", "s_bn", "s_cn")}
 
 
 def aot_variants():
@@ -218,45 +195,31 @@ def aot_variants():
     the launcher passes (`linear_forward` / `linear_backward`) become constants, as the JIT makes an
     integer argument equal to 1, and the pointers and every other integer are known multiples of 16.
     Those must load their tiles 16 bytes at a time (expect_vector_loads: ld.global.v4 or cp.async.cg)."""
-    seen = set()
+    gemms = {}  # (configuration) -> variant: one variant per distinct configuration
     # (dtype, tl.dot precision, shapes): fp64 and TF32 (allow_tf32) for the first layer only
     runs = [(torch.float32, "ieee", _AUDIT_SHAPES), (torch.float16, "ieee", _AUDIT_SHAPES),
             (torch.bfloat16, "ieee", _AUDIT_SHAPES), (torch.float64, "ieee", _AUDIT_SHAPES[:1]),
             (torch.float32, "tf32", _AUDIT_SHAPES[:1])]
     for dtype, precision, shapes in runs:
         for m, k, n in shapes:
-            # forward (M, N, K), dx (M, K, N), dW (N, K, M) with their epilogue / mask flags
-            for (gm, gn, gk), flags in (((m, n, k), (False, True, True, False)),
-                                        ((m, k, n), (True, False, False, False)),
-                                        ((n, k, m), (True, False, False, True))):
-                bm, bn, bk, warps = gemm_plan(gm, gn, gk, torch.tensor([], dtype=dtype).element_size())
-                key = (dtype, precision, bm, bn, bk, warps, flags)
-                # contiguous operands as the JIT specializes them, for the layers whose sizes are multiples of 16
-                contiguous = (gm | gn | gk) % 16 == 0 and (*key, "contiguous") not in seen
-                if key in seen and not contiguous:
-                    continue
-                t = "*" + _TL[dtype]
-                sig = {"a_ptr": t, "s_am": "i64", "s_ak": "i64", "y_ptr": t, "b_ptr": t, "s_bn": "i64", "s_bk": "i64",
-                       "c_ptr": t, "s_cm": "i64", "s_cn": "i64", "bias_ptr": t, "rowsum_ptr": t,
-                       "M": "i64", "N": "i64", "K": "i64"}
-                const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags))
-                const.update(ACC=_acc(dtype), PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-                sig.update({name: "constexpr" for name in const})
-                if key not in seen:
-                    seen.add(key)
-                    yield {"kernel": linear_gemm_kernel, "signature": sig, "constexprs": const, "num_warps": warps,
-                           "expect_vector_loads": False}
-                if contiguous:
-                    seen.add((*key, "contiguous"))
-                    unit = _UNIT_STRIDES[flags]
-                    aligned = [arg for arg, kind in sig.items() if kind != "constexpr" and arg not in unit]
-                    yield {"kernel": linear_gemm_kernel, "signature": {**sig, **dict.fromkeys(unit, "constexpr")},
-                           "constexprs": {**const, **dict.fromkeys(unit, 1)}, "num_warps": warps,
-                           "divisible_by_16": aligned, "expect_vector_loads": True}
+            # the launchers' operands of contiguous x, W and dz (meta tensors) with their epilogue / mask flags:
+            # forward A = x, B = W; dx A = dz, B = W^T; dW A = dz^T, B = x^T (C is contiguous)
+            x, w, g = (torch.empty(shape, device="meta") for shape in ((m, k), (n, k), (m, n)))
+            for a, b, flags in ((x, w, (False, True, True, False)), (g, w.t(), (True, False, False, False)),
+                                (g.t(), x.t(), (True, False, False, True))):
+                (gm, gk), gn = a.shape, b.shape[0]
+                bm, bn, bk, warps = gemm_plan(gm, gn, gk, dtype.itemsize)
+                const = dict(zip(("MASK_A", "HAS_BIAS", "RELU", "ROW_SUMS"), flags), ACC=acc(dtype),
+                             PRECISION=precision, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+                # contiguous operands as the JIT specializes them, for the layers whose sizes are multiples of 16:
+                # the strides equal to 1 become constants
+                unit = [name for name, st in zip(("s_am", "s_ak", "s_bn", "s_bk"), a.stride() + b.stride()) if st == 1]
+                for contiguous in (False, True) if (gm | gn | gk) % 16 == 0 else (False,):
+                    units = dict.fromkeys(unit + ["s_cn"], 1) if contiguous else {}
+                    gemms.setdefault((dtype, precision, bm, bn, bk, warps, flags, contiguous), variant(
+                        linear_gemm_kernel, {**const, **units}, warps, ptr(dtype), aligned=contiguous,
+                        vector_loads=contiguous))
+    yield from gemms.values()
     for dtype in (torch.float32, torch.float16):
-        t = "*" + _TL[dtype]
-        const = {"MASK": True, "ACC": tl.float32, "BLOCK_M": BIAS_GRAD_BLOCK_M, "BLOCK_N": 128}
-        sig = {"g_ptr": t, "s_gm": "i64", "s_gn": "i64", "y_ptr": t, "db_ptr": t, "M": "i64", "N": "i64"}
-        sig.update({name: "constexpr" for name in const})
-        yield {"kernel": linear_bias_grad_kernel, "signature": sig, "constexprs": const, "num_warps": BIAS_GRAD_WARPS,
-               "expect_vector_loads": False}
+        yield variant(linear_bias_grad_kernel, {"MASK": True, "ACC": tl.float32, "BLOCK_M": BIAS_GRAD_BLOCK_M,
+                                                "BLOCK_N": 128}, BIAS_GRAD_WARPS, ptr(dtype))

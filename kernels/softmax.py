@@ -22,7 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import count_launch
+from . import launch
+from ._common import TL, acc, ptr, variant
 
 MAX_SINGLE_BLOCK = 4096
 LOOP_BLOCK = 1024
@@ -104,70 +105,46 @@ def softmax_bwd_looped_kernel(g_ptr, ldg, y_ptr, ldy, gx_ptr, ldgx, cols,  # all
         tl.store(gx_ptr + row * ldgx + start + offs, gx.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
-def _acc(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _num_warps(block):
-    return 4 if block <= 2048 else 8
-
-
 def launch_plan(cols: int):
-    """(looped, BLOCK) for a row of ``cols`` elements -- the one place that picks the variant."""
-    if cols <= MAX_SINGLE_BLOCK:
-        return False, triton.next_power_of_2(cols)
-    return True, LOOP_BLOCK
+    """(looped, BLOCK, num_warps) for a row of ``cols`` elements -- the one place that picks the variant."""
+    block = triton.next_power_of_2(cols) if cols <= MAX_SINGLE_BLOCK else LOOP_BLOCK
+    return cols > MAX_SINGLE_BLOCK, block, 4 if block <= 2048 else 8
 
 
 def softmax_forward(x: torch.Tensor, y: torch.Tensor, log: bool) -> None:
     """y[r, :] = (log_)softmax(x[r, :]); x, y: [rows, cols] with unit column stride."""
     rows, cols = x.shape
-    looped, block = launch_plan(cols)
-    kernel = softmax_fwd_looped_kernel if looped else softmax_fwd_kernel
-    count_launch(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
-    kernel[(rows,)](x, x.stride(0), y, y.stride(0), cols, LOG=log, ACC=_acc(x.dtype), BLOCK=block,
-                    num_warps=_num_warps(block))
+    looped, block, warps = launch_plan(cols)
+    launch(softmax_fwd_looped_kernel if looped else softmax_fwd_kernel, (rows,), x, x.stride(0), y, y.stride(0), cols,
+           LOG=log, ACC=acc(x.dtype), BLOCK=block, num_warps=warps)
 
 
 def softmax_backward(g: torch.Tensor, y: torch.Tensor, gx: torch.Tensor, log: bool) -> None:
     """gx = d(loss)/dx from g = d(loss)/dy and the forward output y; all [rows, cols], unit column stride."""
     rows, cols = y.shape
-    looped, block = launch_plan(cols)
-    kernel = softmax_bwd_looped_kernel if looped else softmax_bwd_kernel
-    count_launch(kernel.__name__ if hasattr(kernel, "__name__") else kernel.fn.__name__)
-    kernel[(rows,)](g, g.stride(0), y, y.stride(0), gx, gx.stride(0), cols, LOG=log, ACC=_acc(y.dtype),
-                    BLOCK=block, num_warps=_num_warps(block))
+    looped, block, warps = launch_plan(cols)
+    launch(softmax_bwd_looped_kernel if looped else softmax_bwd_kernel, (rows,), g, g.stride(0), y, y.stride(0), gx,
+           gx.stride(0), cols, LOG=log, ACC=acc(y.dtype), BLOCK=block, num_warps=warps)
 
 
 def aot_variants():
     """Ahead-of-time compile targets for the Triton audit (tests/test_triton_aot.py, no GPU needed).
 
-    Every kernel, every dtype, with the BLOCK and num_warps that launch_plan() / _num_warps() pick for
+    Every kernel, every dtype, with the BLOCK and num_warps that launch_plan() picks for
     representative row lengths (single-block rows of 1 .. 4096 columns, looped rows beyond).  Triton's
     JIT specializes each call on its arguments: pointers that are 16-byte aligned and integers that are
     multiples of 16 are compiled as such ("divisible_by_16"), which contiguous rows of a multiple of 16
     columns give.  Only those specializations can use 128-bit loads (expect_vector_loads); the others
     are compiled without the hint, as the JIT compiles them for odd lengths.
     """
-    dtypes = {"fp32": tl.float32, "fp64": tl.float64, "fp16": tl.float32, "bf16": tl.float32}  # storage -> ACC
     for i, cols in enumerate((1, 1000, 2048, 4096, 5000, 8192)):
-        looped, block = launch_plan(cols)
+        looped, block, warps = launch_plan(cols)
         aligned = cols % 16 == 0
-        for dtype, acc in dtypes.items():
+        for dtype in TL:
             for kernel in ((softmax_fwd_looped_kernel, softmax_bwd_looped_kernel) if looped
                            else (softmax_fwd_kernel, softmax_bwd_kernel)):
-                signature = {n: f"*{dtype}" if n.endswith("_ptr") else "constexpr" if n.isupper() else "i32"
-                             for n in kernel.arg_names}
-                yield {
-                    "kernel": kernel,
-                    "signature": signature,
-                    "constexprs": {"LOG": i % 2 == 1, "ACC": acc, "BLOCK": block},
-                    "num_warps": _num_warps(block),
-                    "divisible_by_16": [n for n, t in signature.items() if t != "constexpr"] if aligned else [],
-                    "expect_vector_loads": aligned,
-                }
+                yield variant(kernel, {"LOG": i % 2 == 1, "ACC": acc(dtype), "BLOCK": block}, warps,
+                              ptr(dtype), ints="i32", aligned=aligned, vector_loads=aligned)
     # a row stride of 2^31 elements or more is passed as a 64-bit integer
-    signature = {n: "*fp32" if n.endswith("_ptr") else "constexpr" if n.isupper() else
-                 "i64" if n.startswith("ld") else "i32" for n in softmax_fwd_kernel.arg_names}
-    yield {"kernel": softmax_fwd_kernel, "signature": signature,
-           "constexprs": {"LOG": False, "ACC": tl.float32, "BLOCK": 1024}, "num_warps": 4, "expect_vector_loads": False}
+    yield variant(softmax_fwd_kernel, {"LOG": False, "ACC": tl.float32, "BLOCK": 1024}, 4, "*fp32", ints="i32",
+                  ldx="i64", ldy="i64")

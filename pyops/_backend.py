@@ -16,15 +16,6 @@ from . import _ops
 #: every name ``backend=`` accepts
 BACKENDS = ("auto", "cuda", "triton", "cpu", "cuda-sim", "torch")
 
-DESCRIPTIONS = {
-    "auto": "cuda for CUDA tensors, cpu for CPU tensors (the default)",
-    "cuda": "the hand-written CUDA C++ kernels, on CUDA tensors",
-    "triton": "the Triton kernels, on CUDA tensors (CPU tensors when TRITON_INTERPRET=1 was set before import)",
-    "cpu": "the C++ CPU kernels (vectorized, multi-threaded), on CPU tensors",
-    "cuda-sim": "the CUDA kernels' own source executed on the CPU by the emulator, on CPU tensors (tests, teaching)",
-    "torch": "stock PyTorch, the reference",
-}
-
 
 class BackendError(RuntimeError):
     """The requested backend cannot run these tensors here."""
@@ -69,14 +60,10 @@ def resolve(backend: str | None, device: torch.device, op: str) -> str:
         if hit is not None:
             return hit
     name = check_name(requested)
-    if name == "auto":
-        dev = device.type
-        if dev == "cuda":
-            name = "cuda"
-        elif dev == "cpu":
-            name = "cpu"
-        else:
-            raise BackendError(f"{op}: no pyops backend runs on {dev} tensors; use backend='torch'")
+    if name == "auto":  # the device's own backend: cuda or cpu
+        if device.type not in ("cuda", "cpu"):
+            raise BackendError(f"{op}: no pyops backend runs on {device.type} tensors; use backend='torch'")
+        name = device.type
     why = _ops.unavailable_reason(name, device)
     if why:
         raise BackendError(f"{op}: backend {name!r} cannot run here: {why}")

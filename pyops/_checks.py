@@ -30,12 +30,7 @@ def check_floating(x: torch.Tensor, op: str, name: str = "input") -> None:
 
 
 # dtypes each backend's kernels take
-BACKEND_DTYPES = {
-    "cpu": FLOAT_TYPES,
-    "cuda": FLOAT_TYPES + HALF_TYPES,
-    "cuda-sim": FLOAT_TYPES + HALF_TYPES,
-    "triton": FLOAT_TYPES + HALF_TYPES,
-}
+BACKEND_DTYPES = {"cpu": FLOAT_TYPES, **dict.fromkeys(("cuda", "cuda-sim", "triton"), FLOAT_TYPES + HALF_TYPES)}
 
 
 def check_backend_dtype(x: torch.Tensor, backend: str, op: str, name: str = "input") -> None:
@@ -56,8 +51,15 @@ def wrap_dim(dim: int, ndim: int, op: str) -> int:
 
 
 # ---------------------------------------------------------------- linear family
-def check_linear_args(op: str, input, weight, bias) -> None:
-    """Types and dtypes of (input, weight, bias); the op checks shapes and devices (csrc/linear_relu.h)."""
+def check_linear_args(op: str, input, weight, bias, layer=None) -> None:
+    """Types and dtypes of (input, weight, bias) -- of mlp's layer ``layer`` when given; the op checks shapes and
+    devices (csrc/linear_relu.h).  The common well-formed call costs a few attribute reads; anything unusual goes
+    through the checks below for the precise error."""
+    dt = input.dtype if isinstance(input, torch.Tensor) else None
+    if (dt in FLOAT_DTYPES and isinstance(weight, torch.Tensor) and weight.dtype is dt
+            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is dt))):
+        return
+    op = op if layer is None else f"{op} (layer {layer})"
     check_tensor(input, op)
     check_tensor(weight, op, "weight")
     if bias is not None:
@@ -83,20 +85,7 @@ def as_mlp_lists(op: str, weights, biases) -> tuple[list, list]:
     return weights, biases
 
 
-def check_mlp_layers(op: str, input, weights, biases) -> None:
-    """Each layer's types and dtypes, as linear_relu checks them (the layer named in the message)."""
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        check_linear_args(f"{op} (layer {i})", input, w, b)
-
-
 # ---------------------------------------------------------------- nll_loss, cross_entropy
-def check_target_dtype(op: str, target: torch.Tensor) -> None:
-    if target.dtype != torch.int64:
-        hint = " (class-probability targets are not supported)" if target.is_floating_point() else ""
-        raise TypeError(f"{op}: expected target to hold class indices of dtype int64 (torch.long), got "
-                        f"{target.dtype}{hint}")
-
-
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}  # the ops' `int reduction` (at::Reduction's numbering)
 
 
@@ -122,5 +111,7 @@ def class_targets(op, input, target):
     if target.dtype != torch.int64:
         if target.dtype == torch.uint8:
             return target.long()
-        check_target_dtype(op, target)
+        hint = " (class-probability targets are not supported)" if target.is_floating_point() else ""
+        raise TypeError(f"{op}: expected target to hold class indices of dtype int64 (torch.long), got "
+                        f"{target.dtype}{hint}")
     return target

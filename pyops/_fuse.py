@@ -518,10 +518,10 @@ class _FusedForward:
     again at its first call (never the stock forward under a fused marker).  A deep copy shares the code (it
     reads everything from the module it is given) but not the submodule list."""
 
-    __slots__ = ("module", "backend", "fns", "mods", "last")
+    __slots__ = ("module", "backend", "fns", "mods")
 
     def __init__(self, module, backend, fns=None):
-        self.module, self.backend, self.fns, self.mods, self.last = module, backend, fns, None, None
+        self.module, self.backend, self.fns, self.mods = module, backend, fns, None
 
     def _retrace(self, state):
         f, _, lines = _rewrite(self.module, _trace(self.module, uniform=False), self.backend)
@@ -538,12 +538,7 @@ class _FusedForward:
             if self.fns is None:
                 self.fns = _uniform_fns(self.module, self.backend, self.mods)
         state = _state(self.mods)
-        last = self.last
-        if last is not None and last[0] == state:
-            f = last[1]
-        else:
-            f = self.fns.get(state) or self._retrace(state)
-            self.last = (state, f)
+        f = self.fns.get(state) or self._retrace(state)
         return f(self.module, *args, **kwargs)
 
     def __reduce__(self):

@@ -24,13 +24,12 @@ except ImportError as e:  # a source checkout that was never built
         "`make setup` or `pip install --no-build-isolation -e .`"
     ) from e
 
+_SIM_ERROR = ""  # why pyops._C_sim is missing
 try:
     from . import _C_sim  # noqa: F401  (registers torch.ops.pyops_sim.*)
 except ImportError as e:
     _C_sim = None
     _SIM_ERROR = str(e)
-else:
-    _SIM_ERROR = ""
 
 BUILD = _C.build_info()
 NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton": "pyops_triton"}
@@ -39,20 +38,6 @@ NAMESPACES = {"cpu": "pyops", "cuda": "pyops", "cuda-sim": "pyops_sim", "triton"
 def ops(backend: str):
     """torch.ops namespace that runs ``backend`` ('cpu', 'cuda', 'cuda-sim' or 'triton')."""
     return getattr(torch.ops, NAMESPACES[backend])
-
-
-def triton_interpreted() -> bool:
-    """True when pyops' Triton kernels run in Triton's interpreter (TRITON_INTERPRET=1 before import)."""
-    kernels = importlib.import_module("pyops.kernels")
-    return kernels.interpreted()
-
-
-def triton_missing() -> str:
-    try:
-        importlib.import_module("triton")
-    except ImportError as e:
-        return f"triton is not installed ({e})"
-    return ""
 
 
 _REASONS: dict = {}
@@ -84,26 +69,25 @@ def _unavailable_reason(backend: str, dev: str, device: str) -> str:
         if dev != "cuda":
             return (f"it runs on CUDA tensors, got a tensor on {device}; use backend='cpu' (or 'cuda-sim' to "
                     "execute the CUDA kernels on the CPU), or move it with .cuda()")
-        if not BUILD["cuda"]:
-            return ("this pyops was built without CUDA kernels (no nvcc at build time); rebuild with CUDA_HOME set, "
-                    "or use backend='triton'")
-        return ""
+        return "" if BUILD["cuda"] else (
+            "this pyops was built without CUDA kernels (no nvcc at build time); rebuild with CUDA_HOME set, or use "
+            "backend='triton'")
     if backend == "cuda-sim":
         if _C_sim is None:
             return f"the emulation extension pyops._C_sim was not built ({_SIM_ERROR}); rebuild with the CUDA headers"
         return "" if dev == "cpu" else (
             f"it runs the CUDA kernels on CPU tensors, got a tensor on {device}; use backend='cuda' or move it with .cpu()")
     if backend == "triton":
-        missing = triton_missing()
-        if missing:
-            return missing
+        try:
+            importlib.import_module("triton")
+        except ImportError as e:
+            return f"triton is not installed ({e})"
         if dev == "cuda":
             return ""
-        if dev == "cpu":
-            if triton_interpreted():
-                return ""
-            return ("Triton needs CUDA tensors; CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 "
-                    "before importing pyops, or use backend='cpu'")
+        if dev == "cpu":  # only when the kernels were decorated under TRITON_INTERPRET=1
+            return "" if importlib.import_module("pyops.kernels").interpreted() else (
+                "Triton needs CUDA tensors; CPU tensors run only in Triton's interpreter: set TRITON_INTERPRET=1 "
+                "before importing pyops, or use backend='cpu'")
         return f"it runs on CUDA tensors, got a tensor on {device}"
     raise AssertionError(backend)
 
@@ -128,7 +112,7 @@ def environment() -> dict:
     """What `python -m pyops info` prints."""
     import platform
 
-    info = {
+    return {
         "pyops": _version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -143,11 +127,9 @@ def environment() -> dict:
         "CPU float32 GEMM": _cpu_gemm(),
         "CPU threads": torch.get_num_threads(),
         "backends for CPU tensors": ", ".join(available_backends("cpu")),
-        "backends for CUDA tensors": (", ".join(available_backends("cuda")) if torch.cuda.is_available()
-                                      else "none here (no GPU); built for them: "
-                                      + ", ".join(available_backends("cuda"))),
+        "backends for CUDA tensors": ("" if torch.cuda.is_available() else "none here (no GPU); built for them: ")
+                                     + ", ".join(available_backends("cuda")),
     }
-    return info
 
 
 def _cpu_gemm() -> str:

@@ -24,13 +24,7 @@ from . import _backend, _checks, _ops
 
 def _linear(input, weight, bias, backend, relu):
     op = "linear_relu" if relu else "linear"
-    # The common well-formed call costs a few attribute reads here; anything unusual goes through
-    # check_linear_args for the precise error.  Shapes and devices are checked by the op itself (the same
-    # messages), so the happy path does not pay for them twice.
-    if not (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor) and input.dtype in _checks.FLOAT_DTYPES
-            and weight.dtype is input.dtype
-            and (bias is None or (isinstance(bias, torch.Tensor) and bias.dtype is input.dtype))):
-        _checks.check_linear_args(op, input, weight, bias)
+    _checks.check_linear_args(op, input, weight, bias)  # shapes and devices: the op checks them (not twice)
     name = _backend.resolve(backend, input.device, op)
     if name == "torch":
         y = F.linear(input, weight, bias)

@@ -41,17 +41,17 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     ``biases`` one bias or None per layer (None: no biases).  ReLU follows every layer but the last.
     Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend."""
     weights, biases = _checks.as_mlp_lists("mlp", weights, biases)
-    dt = getattr(input, "dtype", None)
-    if not (isinstance(input, torch.Tensor) and dt in _checks.FLOAT_DTYPES
-            and all(isinstance(w, torch.Tensor) and w.dtype is dt for w in weights)
-            and all(b is None or (isinstance(b, torch.Tensor) and b.dtype is dt) for b in biases)):
-        _checks.check_mlp_layers("mlp", input, weights, biases)  # raises the precise error
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        _checks.check_linear_args("mlp", input, w, b, i)
     name = _backend.resolve(backend, input.device, "mlp")
     if name == "torch":
-        x = input
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            x = F.linear(x, w, b)
-            x = F.relu(x) if i + 1 < len(weights) else x
-        return x
+        return torch_mlp(input, weights, biases)
     _checks.check_backend_dtype(input, name, "mlp")
     return _ops.ops(name).mlp(input, weights, biases)  # one C++ autograd node (csrc/autograd.cpp)
+
+
+def torch_mlp(x: torch.Tensor, weights: list, biases: list) -> torch.Tensor:
+    """The same network by stock PyTorch ops (backend "torch"), unchecked."""
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        x = F.relu(F.linear(x, w, b)) if i + 1 < len(weights) else F.linear(x, w, b)
+    return x

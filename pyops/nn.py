@@ -25,7 +25,15 @@ from .train_step import mlp_train_step
 __all__ = ["CrossEntropyLoss", "Linear", "LinearReLU", "LogSoftmax", "MLP", "NLLLoss", "Softmax"]
 
 
-class Linear(torch.nn.Linear):
+class _Backend:
+    """The repr of a module with ``backend=``: its torch class's, plus the backend when one is set."""
+
+    def extra_repr(self) -> str:
+        backend = "" if self.backend is None else f"backend={self.backend!r}"
+        return ", ".join(s for s in (super().extra_repr(), backend) if s)
+
+
+class Linear(_Backend, torch.nn.Linear):
     """``torch.nn.Linear`` computed by :func:`pyops.linear`."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None, *,
@@ -35,9 +43,6 @@ class Linear(torch.nn.Linear):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return linear(input, self.weight, self.bias, backend=self.backend)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.backend is None else f", backend={self.backend!r}")
 
 
 class LinearReLU(Linear):
@@ -92,7 +97,7 @@ class MLP(torch.nn.Module):
         return f"sizes={self.sizes}" + ("" if self.backend is None else f", backend={self.backend!r}")
 
 
-class Softmax(torch.nn.Softmax):
+class Softmax(_Backend, torch.nn.Softmax):
     """``torch.nn.Softmax`` computed by :func:`pyops.softmax`."""
 
     def __init__(self, dim: Optional[int] = None, *, backend: Optional[str] = None) -> None:
@@ -102,11 +107,8 @@ class Softmax(torch.nn.Softmax):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return softmax(input, self.dim, backend=self.backend)
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.backend is None else f", backend={self.backend!r}")
 
-
-class LogSoftmax(torch.nn.LogSoftmax):
+class LogSoftmax(_Backend, torch.nn.LogSoftmax):
     """``torch.nn.LogSoftmax`` computed by :func:`pyops.log_softmax`."""
 
     def __init__(self, dim: Optional[int] = None, *, backend: Optional[str] = None) -> None:
@@ -116,10 +118,8 @@ class LogSoftmax(torch.nn.LogSoftmax):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return log_softmax(input, self.dim, backend=self.backend)
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.backend is None else f", backend={self.backend!r}")
 
-class NLLLoss(torch.nn.NLLLoss):
+class NLLLoss(_Backend, torch.nn.NLLLoss):
     """:class:`torch.nn.NLLLoss` computed by :func:`pyops.nll_loss`."""
 
     def __init__(self, weight: Optional[torch.Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -131,11 +131,8 @@ class NLLLoss(torch.nn.NLLLoss):
         return nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
                         backend=self.backend)
 
-    def extra_repr(self) -> str:
-        return f"backend={self.backend!r}" if self.backend else ""
 
-
-class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
+class CrossEntropyLoss(_Backend, torch.nn.CrossEntropyLoss):
     """:class:`torch.nn.CrossEntropyLoss` (class-index targets) computed by the fused :func:`pyops.cross_entropy`."""
 
     def __init__(self, weight: Optional[torch.Tensor] = None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -146,6 +143,3 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
                              label_smoothing=self.label_smoothing, backend=self.backend)
-
-    def extra_repr(self) -> str:
-        return f"backend={self.backend!r}" if self.backend else ""

@@ -17,18 +17,13 @@ import torch.nn.functional as F
 from . import _backend, _checks, _ops
 
 
-def _legacy_dim(op: str, ndim: int) -> int:
-    # torch.nn.functional._get_softmax_dim: the implicit choice PyTorch still makes, with its warning
-    warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X "
-                  "as an argument.", stacklevel=4)
-    return 0 if ndim in (0, 1, 3) else 1
-
-
 def _softmax(input, dim, dtype, backend, log):
     op = "log_softmax" if log else "softmax"
     _checks.check_tensor(input, op)
-    if dim is None:
-        dim = _legacy_dim(op, input.dim())
+    if dim is None:  # torch.nn.functional._get_softmax_dim: the implicit choice PyTorch still makes, with its warning
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X "
+                      "as an argument.", stacklevel=3)
+        dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
     _checks.check_floating(input, op)
@@ -37,8 +32,7 @@ def _softmax(input, dim, dtype, backend, log):
     if name == "torch":
         return (F.log_softmax if log else F.softmax)(input, dim)
     _checks.check_backend_dtype(input, name, op)
-    ns = _ops.ops(name)
-    return (ns.log_softmax if log else ns.softmax)(input, dim)
+    return getattr(_ops.ops(name), op)(input, dim)
 
 
 def softmax(input: torch.Tensor, dim: int | None = None, dtype: torch.dtype | None = None, *,

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
+from .mlp import torch_mlp
 from .optim import Adam, hparams
 
 __all__ = ["mlp_train_step", "LOSSES"]
@@ -44,20 +45,16 @@ LOSSES = ("cross-entropy", "nll")
 def _torch_train_step(input, target, weights, biases, log_softmax_nll, weight, reduction, ignore_index,
                       label_smoothing):
     """(loss, gradients of weights + existing biases) by stock PyTorch ops and autograd."""
-    params = [*weights, *[b for b in biases if b is not None]]
-    leaves = [p.detach().requires_grad_() for p in params]
-    it = iter(leaves[len(weights):])
+    ws = [w.detach().requires_grad_() for w in weights]
+    bs = [b if b is None else b.detach().requires_grad_() for b in biases]
     with torch.enable_grad():
-        x = input
-        for i, w in enumerate(leaves[:len(weights)]):
-            x = F.linear(x, w, next(it) if biases[i] is not None else None)
-            x = F.relu(x) if i + 1 < len(weights) else x
+        x = torch_mlp(input, ws, bs)
         if log_softmax_nll:
             loss = F.nll_loss(F.log_softmax(x, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
         else:
             loss = F.cross_entropy(x, target, weight, ignore_index=ignore_index, reduction=reduction,
                                    label_smoothing=label_smoothing)
-        grads = torch.autograd.grad(loss, leaves)
+        grads = torch.autograd.grad(loss, ws + [b for b in bs if b is not None])
     return loss.detach(), list(grads)
 
 
@@ -173,8 +170,7 @@ def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_ind
     backend_key = backend if backend is not None else (optimizer.backend or _backend.current_backend())
     name = _backend.resolve(backend_key, input.device, op)
     group, bucket = optimizer._train_step_bucket(params, name)
-    if name != "torch":
-        _checks.check_backend_dtype(input, name, op)
+    _checks.check_backend_dtype(input, name, op)  # (backend "torch" takes every dtype)
     plan = _Plan()
     plan.weights, plan.biases, plan.n = weights, None if given_biases is None else biases, len(weights)
     plan.weight, plan.options, plan.backend_key = weight, (loss, ignore_index, reduction, label_smoothing), backend_key
