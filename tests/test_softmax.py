@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pyops
-from helpers import (CPU_BACKENDS, GPU_BACKENDS, assert_close, assert_kernels_registered, needs_backend,
+from helpers import (CPU_BACKENDS, GPU_BACKENDS, DispatchLog, assert_close, assert_kernels_registered, needs_backend,
                      opcheck_samples)
 from pyops import _ops
 from pyops.kernels import LAUNCHES as TRITON_LAUNCHES
@@ -307,6 +307,32 @@ def test_backend_selection_per_block_and_call():
             pyops.softmax(x, 1, backend="cpu")  # the call's choice wins over the block's
         assert pyops.current_backend() == "torch"
     assert pyops.current_backend() == "auto"
+
+
+def test_repeated_call_keeps_every_check_and_choice():
+    """A call that passed the checks once goes straight to its op when repeated (pyops/softmax.py): a later call
+    with a bad dim, another dtype, another backend or a use_backend block still gets the full path."""
+    x = torch.randn(4, 5, dtype=torch.float64)
+    for _ in range(2):
+        with DispatchLog() as log:
+            y = pyops.log_softmax(x, -1)
+        assert log.names == ["pyops.log_softmax_fwd"]
+        torch.testing.assert_close(y, torch.log_softmax(x, -1), rtol=0, atol=1e-12)
+    with pytest.raises(IndexError, match=r"log_softmax: dim 2 is out of range for a 2-D tensor"):
+        pyops.log_softmax(x, 2)
+    with pytest.raises(TypeError, match=r"log_softmax: expected dim to be an int, got bool"):
+        pyops.log_softmax(x, True)
+    with pytest.raises(TypeError, match=r"log_softmax: expected input to be a floating-point tensor.*torch.int64"):
+        pyops.log_softmax(x.long(), 1)
+    for backend, first in (("cuda-sim", "pyops_sim.log_softmax_fwd"), ("torch", "aten._log_softmax")):
+        for _ in range(2):
+            with DispatchLog() as log, pyops.use_backend(backend):
+                pyops.log_softmax(x, -1)
+            assert log.names[0] == first, (backend, log.names)
+    with pyops.use_backend("cuda"), pytest.raises(pyops.BackendError, match="backend 'cuda'"):
+        pyops.log_softmax(x, -1)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for log_softmax"):
+        pyops.log_softmax(x)
 
 
 def test_backend_selection_per_process():
