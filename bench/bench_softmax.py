@@ -5,7 +5,8 @@
 Bytes model (float32, N rows x C columns): forward reads x and writes y -> 2*N*C*4 bytes;
 backward reads grad and y and writes grad_x -> 3*N*C*4 bytes.  GB/s = bytes / median time, printed
 beside the machine's copy bandwidth (a large tensor copy, read + write).  Both contenders run in the
-same process on the same tensors, alternating per shape; ratio = stock time / pyops time (> 1: pyops faster).
+same process on the same tensors, interleaved call by call (timeit_interleaved: a shared machine's load drift
+hits both alike); ratio = stock time / pyops time (> 1: pyops faster).
 """
 import os
 import sys
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Table, copy_bandwidth, parser, setup, timeit  # noqa: E402
+from common import Table, copy_bandwidth, parser, setup, timeit_interleaved  # noqa: E402
 
 import pyops  # noqa: E402
 
@@ -34,11 +35,14 @@ def main(argv=None):
             xg = x.clone().requires_grad_()
             g = torch.randn(n, c, device=dev)
             fwd_bytes, bwd_bytes = 2 * x.numel() * 4, 3 * x.numel() * 4
-            t_stock = timeit(lambda: stock(x, 1), dev, args.min_time)
-            t_stock_fb = timeit(lambda: stock(xg, 1).backward(g), dev, args.min_time)
+            fwd = timeit_interleaved({"stock": lambda: stock(x, 1), **{b: lambda b=b: ours(x, 1, backend=b)
+                                                                      for b in backends}}, dev, args.min_time)
+            fb = timeit_interleaved({"stock": lambda: stock(xg, 1).backward(g),
+                                     **{b: lambda b=b: ours(xg, 1, backend=b).backward(g) for b in backends}},
+                                    dev, args.min_time)
+            t_stock, t_stock_fb = fwd["stock"], fb["stock"]
             for b in backends:
-                t = timeit(lambda: ours(x, 1, backend=b), dev, args.min_time)
-                t_fb = timeit(lambda: ours(xg, 1, backend=b).backward(g), dev, args.min_time)
+                t, t_fb = fwd[b], fb[b]
                 table.add(op=name, shape=f"{n}x{c}", backend=b,
                           fwd_us=t * 1e6, stock_fwd_us=t_stock * 1e6, fwd_ratio=t_stock / t,
                           fwd_GBs=fwd_bytes / t / 1e9,
