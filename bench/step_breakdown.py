@@ -45,9 +45,9 @@ def contenders(state: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
         params = [torch.nn.Parameter(state[k].clone()) for k in state]
         weights = [p for k, p in zip(state, params) if k.endswith("weight")]
         biases = [p for k, p in zip(state, params) if k.endswith("bias")]
-        return weights, biases, pyops.optim.Adam(weights + biases, lr=models.SEED_LR)
+        return params, weights, biases, pyops.optim.Adam(weights + biases, lr=models.SEED_LR)
 
-    w1, b1, opt1 = model_and_adam()
+    p1, w1, b1, opt1 = model_and_adam()
     mask = [False] + [True] * (len(w1) + len(b1))  # no gradient for the input
 
     def ops_and_step():
@@ -62,7 +62,7 @@ def contenders(state: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
             p.grad = g
         opt1.step()
 
-    w2, b2, opt2 = model_and_adam()
+    p2, w2, b2, opt2 = model_and_adam()
 
     def autograd():
         opt2.zero_grad()
@@ -71,13 +71,8 @@ def contenders(state: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
 
     drop = bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu)
     return {"one-op": (lambda: one.step(x, y), list(one.model.state_dict(keep_vars=True).values())),
-            "ops+step": (ops_and_step, _in_order(state, w1, b1)), "autograd": (autograd, _in_order(state, w2, b2)),
+            "ops+step": (ops_and_step, p1), "autograd": (autograd, p2),
             "drop-in": (lambda: drop.step(x, y), list(drop.model.state_dict(keep_vars=True).values()))}
-
-
-def _in_order(state: dict, weights: list, biases: list) -> list:
-    it_w, it_b = iter(weights), iter(biases)
-    return [next(it_w) if k.endswith("weight") else next(it_b) for k in state]
 
 
 def node_overhead(batch: int, sizes, rounds: int) -> tuple[float, float, bool]:
