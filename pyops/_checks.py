@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from . import _backend
+
 FLOAT_TYPES = (torch.float32, torch.float64)
 HALF_TYPES = (torch.float16, torch.bfloat16)
 FLOAT_DTYPES = frozenset(FLOAT_TYPES + HALF_TYPES)
@@ -48,6 +50,35 @@ def wrap_dim(dim: int, ndim: int, op: str) -> int:
     if not -n <= dim < n:
         raise IndexError(f"{op}: dim {dim} is out of range for a {ndim}-D tensor (expected a dim in [{-n}, {n - 1}])")
     return dim % n
+
+
+# ---------------------------------------------------------------- calls that passed before
+# (op, backend asked, device, dtype) -> the backend op that a call with them ran after passing every check.  A
+# repeat goes straight to it: at the MNIST sizes the Python checks cost what the kernels do (several times more in a
+# training step, where the optimizer has pushed this code out of the caches).  What the key does not fix -- the
+# other arguments -- the op checks again in C++; a repeat that the op rejects goes through the full checks, so its
+# error is the one a first call gets.  Not under dynamo, which traces the full checks.
+PASSED: dict = {}
+MISS = object()  # repeat()'s "run the full checks"
+
+
+def passed_key(op: str, backend, input):
+    """``PASSED``'s key of a call of ``op`` on ``input`` with ``backend=``, or None (input is no tensor; dynamo)."""
+    if isinstance(input, torch.Tensor) and not torch.compiler.is_compiling():
+        return op, backend if backend is not None else _backend.current_backend(), input.device, input.dtype
+    return None
+
+
+def repeat(key, *args):
+    """``PASSED[key](*args)``, or MISS when ``key`` has not passed the checks yet or the op rejects the arguments
+    (the caller then runs its full checks, which name the problem, or call the op again to raise its error)."""
+    run = PASSED.get(key) if key is not None else None
+    if run is None:
+        return MISS
+    try:
+        return run(*args)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return MISS
 
 
 # ---------------------------------------------------------------- linear family

@@ -79,11 +79,16 @@ def _located(e: Exception, where: str) -> Exception:
         return RuntimeError(msg)
 
 
+_any_autocast = torch._C._is_any_autocast_enabled
+
+
 # Under torch.autocast the fused ops follow their stock counterparts' casting policy (torch's autocast op lists):
 # linear in the autocast dtype; nll_loss / cross_entropy in float32; softmax / log_softmax in float32 on CUDA and
 # as they come on the CPU (CPU autocast lists neither).  A backend without kernels for the autocast dtype (cpu:
 # no float16/bfloat16) raises its error, with the layer's path -- never a silent float32 result.
 def _autocast_dtype(x) -> Optional[torch.dtype]:
+    if not _any_autocast():  # (one C call: the common case, at every layer of every step)
+        return None
     dev = x.device.type if isinstance(x, torch.Tensor) else "cpu"
     try:
         enabled = torch.is_autocast_enabled(dev)
@@ -164,9 +169,8 @@ _SOFTMAX_METHODS = {"softmax": False, "log_softmax": True}
 _NLL_FNS = {F.nll_loss: False, F.cross_entropy: True}
 
 
-def has_hooks(m: nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-                or getattr(m, "_forward_hooks_with_kwargs", None))
+def has_hooks(m: nn.Module) -> bool:  # (hooks with kwargs, or always called, are in _forward_hooks too)
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
 
 
 def _bind(node: fx.Node, names, defaults: dict, skip_self: bool = False):
@@ -478,8 +482,10 @@ def _trace(module: nn.Module, uniform: bool = True):
 
 
 def _state(mods: tuple) -> tuple:
-    """What a traced graph depends on besides the code: each submodule's mode and whether it has hooks."""
-    return tuple([m.training for m in mods] + [has_hooks(m) for m in mods])
+    """What a traced graph depends on besides the code: each submodule's (mode, whether it has hooks).  Runs at
+    every call: one comprehension, has_hooks inlined."""
+    return tuple([(m.training, bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                    or m._backward_pre_hooks)) for m in mods])
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -555,7 +561,7 @@ def _uniform_fns(module: nn.Module, backend, mods: tuple, rewritten=None) -> dic
     """{state: code} for the module in train() and in eval() with the hooks it has now."""
     f_train, f_eval, _ = rewritten or _rewrite(module, _trace(module), backend)
     hooks = [has_hooks(m) for m in mods]
-    return {tuple([True] * len(mods) + hooks): f_train, tuple([False] * len(mods) + hooks): f_eval or f_train}
+    return {tuple((True, h) for h in hooks): f_train, tuple((False, h) for h in hooks): f_eval or f_train}
 
 
 def _install(module: nn.Module, f_train, f_eval, backend) -> None:

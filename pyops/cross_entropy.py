@@ -30,6 +30,11 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     """Same as :func:`torch.nn.functional.cross_entropy` with class-index targets, on a pyops backend
     (see :mod:`pyops`): log-softmax and NLL fused, nothing of size N x C kept for the backward."""
     op = "cross_entropy"
+    code = _checks.REDUCTIONS.get(reduction) if size_average is None and reduce is None else None
+    key = _checks.passed_key(op, backend, input) if code is not None else None
+    out = _checks.repeat(key, input, target, weight, code, ignore_index, float(label_smoothing))
+    if out is not _checks.MISS:  # a repeat: the op checks target, weight and the numbers in C++
+        return out
     reduction, code = _checks.loss_reduction(op, size_average, reduce, reduction)
     target = _checks.class_targets(op, input, target)
     name = _backend.resolve(backend, input.device, op)
@@ -37,7 +42,10 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index, reduction=reduction,
                                label_smoothing=label_smoothing)
     _checks.check_backend_dtype(input, name, op)
-    return _ops.ops(name).cross_entropy(input, target, weight, code, ignore_index, float(label_smoothing))
+    run = _ops.ops(name).cross_entropy
+    if key is not None:
+        _checks.PASSED[key] = run
+    return run(input, target, weight, code, ignore_index, float(label_smoothing))
 
 
 def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None, size_average=None,
@@ -45,10 +53,18 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
              backend: str | None = None) -> torch.Tensor:
     """Same as :func:`torch.nn.functional.nll_loss`, on a pyops backend (see :mod:`pyops`)."""
     op = "nll_loss"
+    code = _checks.REDUCTIONS.get(reduction) if size_average is None and reduce is None else None
+    key = _checks.passed_key(op, backend, input) if code is not None else None
+    out = _checks.repeat(key, input, target, weight, code, ignore_index)
+    if out is not _checks.MISS:  # a repeat: the op checks target, weight and ignore_index in C++
+        return out
     reduction, code = _checks.loss_reduction(op, size_average, reduce, reduction)
     target = _checks.class_targets(op, input, target)
     name = _backend.resolve(backend, input.device, op)
     if name == "torch":
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     _checks.check_backend_dtype(input, name, op)
-    return _ops.ops(name).nll_loss(input, target, weight, code, ignore_index)
+    run = _ops.ops(name).nll_loss
+    if key is not None:
+        _checks.PASSED[key] = run
+    return run(input, target, weight, code, ignore_index)

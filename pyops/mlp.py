@@ -40,6 +40,10 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     ``weights[i]`` is layer i's ``(out_features, in_features)`` weight, as in ``torch.nn.Linear``;
     ``biases`` one bias or None per layer (None: no biases).  ReLU follows every layer but the last.
     Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend."""
+    key = _checks.passed_key("mlp", backend, input) if type(weights) is list and type(biases) is list else None
+    out = _checks.repeat(key, input, weights, biases)  # a repeat: the op checks the layers' tensors in C++
+    if out is not _checks.MISS:
+        return out
     weights, biases = _checks.as_mlp_lists("mlp", weights, biases)
     for i, (w, b) in enumerate(zip(weights, biases)):
         _checks.check_linear_args("mlp", input, w, b, i)
@@ -47,7 +51,10 @@ def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[S
     if name == "torch":
         return torch_mlp(input, weights, biases)
     _checks.check_backend_dtype(input, name, "mlp")
-    return _ops.ops(name).mlp(input, weights, biases)  # one C++ autograd node (csrc/autograd.cpp)
+    run = _ops.ops(name).mlp  # one C++ autograd node (csrc/autograd.cpp)
+    if key is not None:
+        _checks.PASSED[key] = run
+    return run(input, weights, biases)
 
 
 def torch_mlp(x: torch.Tensor, weights: list, biases: list) -> torch.Tensor:

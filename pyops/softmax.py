@@ -17,19 +17,12 @@ import torch.nn.functional as F
 from . import _backend, _checks, _ops
 
 
-# (log, backend asked, device, dtype) -> the op of a call that passed every check below: a well-formed repeat (int
-# dim in range, no dtype=) goes straight to it (at MNIST sizes the checks cost what the kernel does; not under dynamo)
-_PASSED: dict = {}
-
-
 def _softmax(input, dim, dtype, backend, log):
-    key = None
-    if dtype is None and type(dim) is int and isinstance(input, torch.Tensor) and not torch.compiler.is_compiling():
-        key = (log, backend if backend is not None else _backend.current_backend(), input.device, input.dtype)
-        run, n = _PASSED.get(key), input.dim() or 1
-        if run is not None and -n <= dim < n:
-            return run(input, dim)
     op = "log_softmax" if log else "softmax"
+    key = _checks.passed_key(op, backend, input) if dtype is None and type(dim) is int else None
+    out = _checks.repeat(key, input, dim)  # a repeat with an int dim and no dtype=: the op checks the dim in C++
+    if out is not _checks.MISS:
+        return out
     _checks.check_tensor(input, op)
     if dim is None:  # torch.nn.functional._get_softmax_dim: the implicit choice PyTorch still makes, with its warning
         warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X "
@@ -45,7 +38,7 @@ def _softmax(input, dim, dtype, backend, log):
     _checks.check_backend_dtype(input, name, op)
     run = getattr(_ops.ops(name), op)
     if key is not None:
-        _PASSED[key] = run
+        _checks.PASSED[key] = run
     return run(input, dim)
 
 

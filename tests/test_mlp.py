@@ -285,3 +285,48 @@ def test_pipeline_model_is_the_stock_model():
     assert list(grads[0]) == list(grads[1])  # same parameter names: one state_dict loads into both
     for n in grads[0]:
         assert_close(grads[0][n], grads[1][n], **GEMM_TOL)
+
+
+def test_repeated_calls_skip_the_python_checks_and_keep_every_error(monkeypatch):
+    """A call whose (op, backend asked, device, dtype) passed the checks once goes straight to its op when repeated
+    (pyops/_checks.py PASSED); whatever the op rejects then still gets the error a first call gets, and another
+    backend, device or dtype still takes the full path."""
+    from pyops import _checks
+
+    ws, bs = params((5, 4, 3), torch.float32)
+    x, y = torch.randn(4, 5), torch.tensor([0, 2, 1, 2])
+    logits = torch.randn(4, 3)
+    first = {"mlp": pyops.mlp(x, ws, bs), "linear_relu": pyops.linear_relu(x, ws[0], bs[0]),
+             "nll_loss": pyops.nll_loss(logits, y), "cross_entropy": pyops.cross_entropy(logits, y, label_smoothing=0.1)}
+    broken = lambda *a, **k: pytest.fail("a repeat ran the Python checks")  # noqa: E731
+    for name in ("check_linear_args", "as_mlp_lists", "class_targets", "loss_reduction", "check_backend_dtype"):
+        monkeypatch.setattr(_checks, name, broken)
+    repeats = {"mlp": pyops.mlp(x, ws, bs), "linear_relu": pyops.linear_relu(x, ws[0], bs[0]),
+               "nll_loss": pyops.nll_loss(logits, y), "cross_entropy": pyops.cross_entropy(logits, y, label_smoothing=0.1)}
+    for name, out in repeats.items():
+        assert torch.equal(out, first[name]), name
+    monkeypatch.undo()
+    # what the op rejects on a repeat: the first call's messages
+    with pytest.raises(TypeError, match=r"mlp \(layer 1\): expected input and weight to have the same dtype"):
+        pyops.mlp(x, [ws[0], ws[1].double()], bs)
+    with pytest.raises(TypeError, match=r"mlp \(layer 0\): expected weight to be a torch.Tensor, got int"):
+        pyops.mlp(x, [3, ws[1]], bs)
+    with pytest.raises(ValueError, match="mlp: expected one bias .* 2 weights, 1 biases"):
+        pyops.mlp(x, ws, bs[:1])
+    with pytest.raises(TypeError, match=r"linear_relu: expected input and bias to have the same dtype"):
+        pyops.linear_relu(x, ws[0], bs[0].double())
+    with pytest.raises(TypeError, match=r"nll_loss: expected target to hold class indices .* \(class-probability"):
+        pyops.nll_loss(logits, y.float())
+    with pytest.raises(ValueError, match=r"cross_entropy: 'avg' is not a valid value for reduction"):
+        pyops.cross_entropy(logits, y, reduction="avg")
+    # what the Python path converts: uint8 targets, as PyTorch takes them
+    assert torch.equal(pyops.nll_loss(logits, y.to(torch.uint8)), first["nll_loss"])
+    # the backend asked and the dtype are in the key
+    for backend, want in (("cuda-sim", "pyops_sim.mlp_fwd"), ("torch", "aten.addmm")):
+        if backend not in pyops.available_backends("cpu"):
+            continue
+        with DispatchLog() as log, pyops.use_backend(backend):
+            pyops.mlp(x, ws, bs)
+        assert want in log.names and not any(n.startswith("pyops.") for n in log.names), (backend, log.names)
+    with pytest.raises(TypeError, match="integer|floating"):
+        pyops.mlp(x.long(), ws, bs)
