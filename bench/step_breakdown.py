@@ -17,6 +17,10 @@ contenders and the GEMM floor (the step's 11 GEMMs alone, as in ``python -m pyop
 new random order each round.  Medians in microseconds, each as a multiple of the floor, and each row's
 difference to the row above.  Then the MLP's autograd node alone: ``backward()`` through it against
 ``mlp_bwd`` called directly, at the MNIST sizes and at 4-wide layers (what the engine costs at any size).
+Last, the stock loop's phases (zero_grad, model(x), loss, backward, step) timed one by one inside the steps,
+for stock PyTorch with Adam(fused=True), the drop-in, and the drop-in with ``loss.backward()`` replaced by the
+engine call that ``torch.autograd.backward`` ends in (what the Python of ``backward()`` costs within a step,
+where the optimizer's pass has pushed that code out of the caches: several times what it costs in a loop).
 
     python bench/step_breakdown.py [--batch 64] [--threads 1] [--rounds 40] [--block 10]
 """
@@ -110,6 +114,42 @@ def node_overhead(batch: int, sizes, rounds: int) -> tuple[float, float, bool]:
     return statistics.median(times[0]), statistics.median(times[1]), taken_over
 
 
+PHASES = ("zero_grad", "model(x)", "loss", "backward", "step")
+
+
+def phases(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: int, order: random.Random):
+    """({way: [[µs of each of PHASES] per timed step]}, {way: its parameters}) for the stock loop's ways."""
+    cpu = torch.device("cpu")
+    engine = torch.autograd.Variable._execution_engine  # where torch.autograd.backward ends
+
+    def engine_direct(loss):
+        engine.run_backward((loss,), (torch.ones_like(loss),), False, False, (), True, True)
+
+    ways = {"stock, Adam(fused=True)": (models.stock_trainer(state, lr=models.SEED_LR, fused=True), torch.Tensor.backward),
+            "drop-in": (bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu), torch.Tensor.backward),
+            "drop-in, engine called directly": (bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu), engine_direct)}
+    times = {k: [] for k in ways}
+    for _ in range(rounds):
+        for name in order.sample(list(ways), len(ways)):
+            tr, backward = ways[name]
+            model, opt = tr.model, tr.optimizer
+            for i in range(block):
+                t = [time.perf_counter()]
+                opt.zero_grad()
+                t.append(time.perf_counter())
+                out = model(x)
+                t.append(time.perf_counter())
+                loss = F.nll_loss(out, y)
+                t.append(time.perf_counter())
+                backward(loss)
+                t.append(time.perf_counter())
+                opt.step()
+                t.append(time.perf_counter())
+                if i >= 2:
+                    times[name].append([(b - a) * 1e6 for a, b in zip(t, t[1:])])
+    return times, {k: list(tr.model.parameters()) for k, (tr, _) in ways.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=64)
@@ -157,6 +197,15 @@ def main(argv=None) -> None:
         direct, node, taken_over = node_overhead(batch, sizes, max(3, args.rounds // 2))
         print(f"  batch {batch}, sizes {'-'.join(map(str, sizes))}: direct {direct:8.1f} us, through the node "
               f"{node:8.1f} us ({node - direct:+.1f}); gradients taken over by .grad without a copy: {taken_over}")
+    print("the stock loop's phases within the steps, medians in us:")
+    times, params = phases(state, x, y, args.rounds, args.block, order)
+    print("  " + f"{'':32s}" + "".join(f"{p:>11s}" for p in PHASES + ("step total",)))
+    for name, rows in times.items():
+        cols = [statistics.median(c) for c in zip(*rows)] + [statistics.median(map(sum, rows))]
+        print(f"  {name:32s}" + "".join(f"{c:11.1f}" for c in cols))
+    a, b = params["drop-in"], params["drop-in, engine called directly"]
+    print(f"  drop-in with and without backward()'s Python: max |parameter difference| "
+          f"{max((p - q).abs().max().item() for p, q in zip(a, b)):.2e}")
 
 
 if __name__ == "__main__":

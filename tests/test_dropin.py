@@ -112,7 +112,7 @@ def test_tutorial_example(form, capsys):
 
 def test_step_breakdown_runs_one_computation(capsys):
     """bench/step_breakdown.py's four ways of training (one-op, ops from Python, autograd, drop-in) train the
-    same model, and the MLP node hands its gradients to .grad without a copy."""
+    same model, the MLP node hands its gradients to .grad without a copy, and the phases table runs."""
     import importlib.util
     import os
 
@@ -131,5 +131,9 @@ def test_step_breakdown_runs_one_computation(capsys):
     assert out.count("without a copy: True") == 2, out
     for name in ("one-op", "ops+step", "autograd", "drop-in"):
         assert f"  {name}" in out and "us/step" in out, out
+    # the stock loop's phases: three ways, and without backward()'s Python the drop-in trains the same model
+    for name in ("stock, Adam(fused=True)", "drop-in", "drop-in, engine called directly"):
+        assert f"  {name} " in out, out
+    assert "backward()'s Python: max |parameter difference| 0.00e+00" in out, out
     with pytest.raises(SystemExit):
         mod.main(["--block", "2"])
