@@ -4,7 +4,8 @@
 //
 //   softmax(input, dim), log_softmax(input, dim)                              -> output
 //   linear_relu(input, weight, bias?, relu)                                   -> output
-//   mlp(input, weights[L], biases[L])                                         -> output
+//   mlp(input, weights[L], biases[L], log_softmax_dim?)                       -> output (its log_softmax over
+//                                                                                 log_softmax_dim when given)
 //   cross_entropy(input, target, weight?, reduction, ignore_index, label_smoothing) -> loss
 //   nll_loss(input, target, weight?, reduction, ignore_index)                 -> loss
 //
@@ -16,7 +17,8 @@
 // (torch's own CppNode), so a training step pays no Python autograd.Function on either side -- at the MNIST
 // sizes a Python node costs about what the kernels cost.  What is saved: the output for softmax (the
 // backward needs only y); input, weight and (ReLU) the output for linear_relu, never the pre-activation;
-// the input, weights and hidden outputs for mlp; the caller's logits, target, weight and the per-row lse for
+// the input, weights and hidden outputs for mlp (and, with log_softmax_dim, its output: the log-softmax's
+// backward needs only that); the caller's logits, target, weight and the per-row lse for
 // cross_entropy -- nothing of size N x C besides the caller's own input.
 //
 // The backwards run below autograd and without grad mode: a double backward through them fails loudly (the
@@ -131,39 +133,50 @@ Tensor linear_relu(const Tensor& input, const Tensor& weight, const std::optiona
 }
 
 // ---------------------------------------------------------------- mlp
+// With log_softmax_dim, the network's log-softmax is computed in the same node (log_softmax_fwd / _bwd, the
+// kernels of log_softmax above): a classifier's forward is one autograd node, not two.
 struct MLPFunction : torch::autograd::Function<MLPFunction> {
   // biases: the layers' biases that exist, in layer order; with_bias[i]: layer i has one
   static Tensor forward(AutogradContext* ctx, const Tensor& input, at::TensorList weights, at::TensorList biases,
-                        const std::vector<bool>& with_bias) {
+                        const std::vector<bool>& with_bias, std::optional<int64_t> log_softmax_dim) {
     static const auto fwd =
         find_op<std::vector<Tensor>(const Tensor&, at::TensorList, const c10::List<std::optional<Tensor>>&)>(
             PYOPS_QUALIFIED("mlp_fwd"));
+    static const auto log_softmax_fwd =
+        find_op<Tensor(const Tensor&, int64_t)>(PYOPS_QUALIFIED("log_softmax_fwd"));
     c10::List<std::optional<Tensor>> b;
     b.reserve(with_bias.size());
     for (size_t i = 0, j = 0; i < with_bias.size(); ++i)
       b.push_back(with_bias[i] ? std::optional<Tensor>(biases[j++]) : std::nullopt);
     std::vector<Tensor> outs;
+    Tensor output;
     {
       BelowAutograd guard;
       outs = fwd.call(input, weights, b);
+      output = log_softmax_dim ? log_softmax_fwd.call(outs.back(), *log_softmax_dim) : outs.back();
     }
     const int64_t L = int64_t(weights.size());
     variable_list saved;
-    saved.reserve(size_t(2 * L));
+    saved.reserve(size_t(2 * L + 1));
     saved.push_back(input);
     saved.insert(saved.end(), weights.begin(), weights.end());
     saved.insert(saved.end(), outs.begin(), outs.end() - 1);  // the hidden outputs: ReLU masks and layer inputs
+    if (log_softmax_dim) saved.push_back(output);
     ctx->save_for_backward(saved);
     c10::List<bool> layers_with_bias;
     for (const bool has : with_bias) layers_with_bias.push_back(has);
     ctx->saved_data["with_bias"] = layers_with_bias;
-    return outs.back();
+    ctx->saved_data["log_softmax_dim"] = log_softmax_dim;
+    return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     static const auto bwd = find_op<std::vector<Tensor>(const Tensor&, const Tensor&, at::TensorList, at::TensorList,
                                                         const c10::List<bool>&)>(PYOPS_QUALIFIED("mlp_bwd"));
+    static const auto log_softmax_bwd =
+        find_op<Tensor(const Tensor&, const Tensor&, int64_t)>(PYOPS_QUALIFIED("log_softmax_bwd"));
     const c10::List<bool> with_bias = ctx->saved_data["with_bias"].toBoolList();
+    const std::optional<int64_t> log_softmax_dim = ctx->saved_data["log_softmax_dim"].toOptional<int64_t>();
     const size_t L = with_bias.size();
     const variable_list saved = ctx->get_saved_variables();
     const at::TensorList all(saved);
@@ -175,18 +188,22 @@ struct MLPFunction : torch::autograd::Function<MLPFunction> {
     std::vector<Tensor> grads;
     {
       BelowAutograd guard;
-      grads = bwd.call(grad_outputs[0], saved[0], all.slice(1, L), all.slice(1 + L), mask);
+      const Tensor grad = log_softmax_dim ? log_softmax_bwd.call(grad_outputs[0], saved.back(), *log_softmax_dim)
+                                          : grad_outputs[0];
+      grads = bwd.call(grad, saved[0], all.slice(1, L), all.slice(1 + L, L - 1), mask);
     }
-    variable_list out;  // one per forward argument: input, weights, existing biases, with_bias
-    out.reserve(2 + 2 * L);
+    variable_list out;  // one per forward argument: input, weights, existing biases, with_bias, log_softmax_dim
+    out.reserve(3 + 2 * L);
     for (size_t i = 0; i < 1 + 2 * L; ++i)
       if (i <= L || with_bias.get(i - 1 - L)) out.push_back(mask.get(i) ? grads[i] : Tensor());
+    out.emplace_back();
     out.emplace_back();
     return out;
   }
 };
 
-Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::optional<Tensor>>& biases) {
+Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::optional<Tensor>>& biases,
+           std::optional<int64_t> log_softmax_dim) {
   std::vector<Tensor> present;
   std::vector<bool> with_bias(biases.size());
   for (size_t i = 0; i < biases.size(); ++i) {
@@ -194,7 +211,7 @@ Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::opt
     with_bias[i] = b.has_value() && b->defined();
     if (with_bias[i]) present.push_back(*b);
   }
-  return MLPFunction::apply(input, weights, at::TensorList(present), with_bias);
+  return MLPFunction::apply(input, weights, at::TensorList(present), with_bias, log_softmax_dim);
 }
 
 // ---------------------------------------------------------------- cross_entropy, nll_loss

@@ -75,7 +75,7 @@ void define_schemas(torch::Library& m) {
   m.def("softmax(Tensor input, int dim) -> Tensor");
   m.def("log_softmax(Tensor input, int dim) -> Tensor");
   m.def("linear_relu(Tensor input, Tensor weight, Tensor? bias, bool relu) -> Tensor");
-  m.def("mlp(Tensor input, Tensor[] weights, Tensor?[] biases) -> Tensor");
+  m.def("mlp(Tensor input, Tensor[] weights, Tensor?[] biases, int? log_softmax_dim=None) -> Tensor");
   m.def("nll_loss(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index) -> Tensor");
   m.def("cross_entropy(Tensor input, Tensor target, Tensor? weight, int reduction, int ignore_index, "
         "float label_smoothing) -> Tensor");

@@ -23,6 +23,8 @@ layers; a module with hooks is never fused away, so its hooks keep firing):
   linear(x)         any other linear                                      -> pyops.linear
   a chain           linear_relu ... linear_relu, linear, each output used only by the next layer
                                                                           -> pyops.mlp (one op each way)
+                    and a log_softmax of its output alone (an int dim, no dtype) joins it: one op, one node
+                                                                          -> pyops.mlp(log_softmax_dim=dim)
   softmax, log_softmax (nn.Softmax / nn.LogSoftmax, F.*, torch.*, .softmax())  -> pyops.softmax / log_softmax
   nn.NLLLoss, nn.CrossEntropyLoss, F.nll_loss, F.cross_entropy              -> pyops.nll_loss / cross_entropy
                     (cross-entropy with class-probability targets, which pyops has no op for, runs stock)
@@ -111,12 +113,15 @@ def _f_linear(x, w, b, relu, backend, where):
         raise _located(e, where) from e
 
 
-def _f_mlp(x, weights, biases, backend, where):
+def _f_mlp(x, weights, biases, backend, where, log_softmax_dim=None):
     try:
         dt = _autocast_dtype(x)
         if dt is not None:
             x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
-        return mlp(x, weights, biases, backend=backend)
+            if log_softmax_dim is not None:  # its own policy under autocast: the log-softmax as _f_softmax runs it
+                return _f_softmax(mlp(x, weights, biases, backend=backend), log_softmax_dim, None, True, backend,
+                                  where)
+        return mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
 
@@ -368,9 +373,16 @@ def rewrite_graph(graph: fx.Graph, modules: dict, backend: Optional[str]) -> tup
         parents = [layers[n][0].node for n in chain]
         # every node of the chain: the layers' relus (the chain's nodes) and their linears
         nodes = set(chain) | set(parents)
+        where, text, dim = descs[0] + " ... " + descs[-1], f"{', '.join(descs)} -> pyops.mlp", None
+        lsm = pats.get(_sole_user(chain[-1]))  # a log_softmax of the output alone, over a known dim: the same op
+        if lsm is not None and lsm.kind == "softmax" and lsm.fields["log"] and lsm.fields["dtype"] is None \
+                and type(lsm.fields["dim"]) is int:
+            nodes.add(lsm.node)
+            dim, where = lsm.fields["dim"], f"{where} + {lsm.desc}"
+            text = f"{', '.join(descs)} + {lsm.desc} -> pyops.mlp(log_softmax_dim={dim}) (one op)"
+            del pats[lsm.node]
         replace(list(nodes), _f_mlp, [qs[0].fields["x"], [q.fields["w"] for q in qs], [q.fields["b"] for q in qs],
-                                       backend, descs[0] + " ... " + descs[-1]],
-                f"{', '.join(descs)} -> pyops.mlp")
+                                       backend, where, dim], text)
         for n in chain:
             del layers[n]
     for node in sorted(layers, key=order.__getitem__):

@@ -34,27 +34,32 @@ from . import _backend, _checks, _ops
 
 
 def mlp(input: torch.Tensor, weights: Sequence[torch.Tensor], biases: Optional[Sequence[Optional[torch.Tensor]]] = None,
-        *, backend: Optional[str] = None) -> torch.Tensor:
+        *, log_softmax_dim: Optional[int] = None, backend: Optional[str] = None) -> torch.Tensor:
     """``linear(relu(... relu(linear(input, W0, b0)) ...), W_{L-1}, b_{L-1})``: a whole MLP in one op each way.
 
     ``weights[i]`` is layer i's ``(out_features, in_features)`` weight, as in ``torch.nn.Linear``;
     ``biases`` one bias or None per layer (None: no biases).  ReLU follows every layer but the last.
-    Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend."""
+    Same result as chaining :func:`pyops.linear_relu` and :func:`pyops.linear` on the same backend.
+    ``log_softmax_dim``: return ``log_softmax(output, log_softmax_dim)`` instead, computed in the same op
+    (the kernels of :func:`pyops.log_softmax`, the same numbers; one autograd node for the classifier)."""
     key = _checks.passed_key("mlp", backend, input) if type(weights) is list and type(biases) is list else None
-    out = _checks.repeat(key, input, weights, biases)  # a repeat: the op checks the layers' tensors in C++
+    out = _checks.repeat(key, input, weights, biases, log_softmax_dim)  # a repeat: the op checks the rest in C++
     if out is not _checks.MISS:
         return out
     weights, biases = _checks.as_mlp_lists("mlp", weights, biases)
     for i, (w, b) in enumerate(zip(weights, biases)):
         _checks.check_linear_args("mlp", input, w, b, i)
+    if log_softmax_dim is not None:
+        log_softmax_dim = _checks.wrap_dim(log_softmax_dim, input.dim(), "mlp (log_softmax_dim)")
     name = _backend.resolve(backend, input.device, "mlp")
     if name == "torch":
-        return torch_mlp(input, weights, biases)
+        out = torch_mlp(input, weights, biases)
+        return out if log_softmax_dim is None else F.log_softmax(out, log_softmax_dim)
     _checks.check_backend_dtype(input, name, "mlp")
     run = _ops.ops(name).mlp  # one C++ autograd node (csrc/autograd.cpp)
     if key is not None:
         _checks.PASSED[key] = run
-    return run(input, weights, biases)
+    return run(input, weights, biases, log_softmax_dim)
 
 
 def torch_mlp(x: torch.Tensor, weights: list, biases: list) -> torch.Tensor:

@@ -96,7 +96,7 @@ def test_optimize():
 
 @pytest.mark.parametrize("form", ["class", "sequential"])
 def test_tutorial_example(form, capsys):
-    """examples/train_tutorial.py, a few steps: fused to one mlp + log_softmax, the optimizer converted."""
+    """examples/train_tutorial.py, a few steps: fused to one mlp op with its log_softmax, the optimizer converted."""
     import importlib.util
     import pathlib
 
@@ -106,7 +106,7 @@ def test_tutorial_example(form, capsys):
     spec.loader.exec_module(example)
     example.main(["--steps", "3"] + (["--sequential"] if form == "sequential" else []))
     out = capsys.readouterr().out
-    assert "-> pyops.mlp" in out and "-> pyops.log_softmax" in out and "-> pyops.optim.Adam" in out
+    assert "-> pyops.mlp(log_softmax_dim=1) (one op)" in out and "-> pyops.optim.Adam" in out
     assert "Epoch: 1/1.. Training Loss: " in out and "(3 steps," in out
 
 

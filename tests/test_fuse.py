@@ -242,8 +242,8 @@ def test_tutorial_report_and_identity():
     assert list(model.state_dict()) == keys
     assert "forward" in model.__dict__ and not any(n.startswith("_pyops") for n, _ in model.named_children())
     report = pyops.fuse_report(model)
-    assert "fc1 + F.relu(), fc2 + F.relu(), fc3 -> pyops.mlp" in report
-    assert "F.log_softmax() -> pyops.log_softmax" in report
+    # the network and its log-softmax: one op, one autograd node
+    assert "fc1 + F.relu(), fc2 + F.relu(), fc3 + F.log_softmax() -> pyops.mlp(log_softmax_dim=1) (one op)" in report
     forward = model.forward
     pyops.fuse(model)  # idempotent: nothing re-traced
     assert model.forward == forward and pyops.fuse_report(model) == report
@@ -401,7 +401,8 @@ def test_autocast_follows_stock_policy():
         assert_close(loss, loss_ref, dtype=torch.bfloat16)
     pyops.fuse(model, backend="cpu")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        with pytest.raises(TypeError, match=r"layer fc1 \+ F.relu\(\) \.\.\. fc3: mlp: backend 'cpu' supports "
+        with pytest.raises(TypeError, match=r"layer fc1 \+ F.relu\(\) \.\.\. fc3 \+ F.log_softmax\(\): mlp: "
+                                            r"backend 'cpu' supports "
                                             r"float32, float64 .*got input of dtype torch.bfloat16"):
             model(x)
 

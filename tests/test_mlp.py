@@ -64,6 +64,31 @@ def test_parity_float32_seed_network(backend, batch):
     assert torch.equal(torch.autograd.grad(h, ws[0], g)[0], grads[0])
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS + ["torch"])
+@pytest.mark.parametrize("shape,dim", [((6, 5), 1), ((6, 5), -1), ((2, 3, 5), 0)])
+def test_log_softmax_dim(backend, shape, dim):
+    """log_softmax_dim: the log-softmax in the same op and node, the same numbers as pyops.log_softmax after it."""
+    ws, bs = params((5, 4, 3), bias=True)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    leaves = (x, *ws, *bs)
+    y = pyops.mlp(x, ws, bs, log_softmax_dim=dim, backend=backend)
+    ref = pyops.log_softmax(pyops.mlp(x, ws, bs, backend=backend), dim, backend=backend)
+    g = torch.randn_like(ref)
+    assert torch.equal(y, ref)
+    for a, b in zip(torch.autograd.grad(y, leaves, g), torch.autograd.grad(ref, leaves, g)):
+        assert torch.equal(a, b)
+    assert torch.autograd.gradcheck(lambda x, *p: pyops.mlp(x, p[:2], p[2:], log_softmax_dim=dim, backend=backend),
+                                    leaves)
+    if backend != "torch":  # one node: its edges go straight to the leaves
+        assert {type(f).__name__ for f, _ in y.grad_fn.next_functions} == {"AccumulateGrad"}
+        args = (x.detach(), [w.detach() for w in ws], [b.detach() for b in bs])
+        with DispatchLog() as log:
+            pyops.mlp(*args, log_softmax_dim=dim, backend=backend)
+        assert [n.rsplit(".", 1)[1] for n in log.names] == ["mlp_fwd", "log_softmax_fwd"], log.names
+    with pytest.raises(IndexError, match=r"mlp \(log_softmax_dim\): dim 3 is out of range for a \d-D tensor"):
+        pyops.mlp(x, ws, bs, log_softmax_dim=3, backend=backend)
+
+
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_partial_grads(backend):
     """Only the gradients asked for: frozen lower layers get none and cost no grad_input below them."""
@@ -181,6 +206,7 @@ def test_opcheck(backend):
     grad = [t.clone().requires_grad_() for t in (x, *ws, *bs)]
     torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], grad[3:]))
     torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], [grad[3], None]))
+    torch.library.opcheck(ops.mlp, (grad[0], grad[1:3], grad[3:], 1))
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -6,7 +6,7 @@ Contenders (all from one initial state_dict, all fed the same batches in the sam
   torch.compile, Adam (fused)     torch.compile (default mode, Inductor) of the function x, y -> nll_loss(model(x), y),
                                   i.e. forward + loss; AOTAutograd compiles the matching backward graph, which
                                   loss.backward() runs; zero_grad and the fused Adam step stay eager
-  pyops <backend> (...)           the pyops model (pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or
+  pyops <backend> (...)           the pyops model (pyops.nn.LinearReLU/Linear, mlp's log_softmax + pyops.nll_loss or
                                   pyops.cross_entropy, pyops.optim.Adam) on every backend fast enough to time here:
                                   cpu on CPU tensors (triton runs in Triton's interpreter and cuda-sim in the CUDA
                                   emulator on CPU tensors: both correct but far too slow to time, so not run here),
@@ -14,7 +14,7 @@ Contenders (all from one initial state_dict, all fed the same batches in the sam
   pyops <backend> (one-op step)   the same pyops model and optimizer, each training step ONE op:
                                   pyops.mlp_train_step (mlp, cross_entropy, its backward and Adam without autograd)
   pyops drop-in                   the stock model and torch.optim.Adam(lr) after one added line,
-                                  pyops.optimize(model, optimizer) (the forward fused to pyops.mlp + log_softmax,
+                                  pyops.optimize(model, optimizer) (the forward fused to one pyops.mlp op with its log_softmax,
                                   the optimizer converted to pyops.optim.Adam in place), trained by the stock loop:
                                   zero_grad, nll_loss(model(x), y), backward, step (the backend: auto)
 and the GEMM floor: the step's 11 GEMMs alone -- 4 forward (X W^T), 4 weight gradients (dY^T X),
@@ -298,7 +298,7 @@ DEFINITIONS = {
                   "(fused=True); torch.compile: torch.compile(dynamic=False, default Inductor mode) of the function "
                   "(x, y) -> nll_loss(model(x), y), i.e. forward + loss, whose backward AOTAutograd compiles and "
                   "loss.backward() runs, with zero_grad and Adam(fused=True) eager; pyops <backend>: the pyops model "
-                  "(pyops.nn.LinearReLU/Linear, pyops.log_softmax + pyops.nll_loss or pyops.cross_entropy, "
+                  "(pyops.nn.LinearReLU/Linear, mlp's log_softmax + pyops.nll_loss or pyops.cross_entropy, "
                   "pyops.optim.Adam) under pyops.use_backend(<backend>); pyops <backend> (one-op step): each "
                   "training step is one pyops.mlp_train_step(..., backend=<backend>) (the same kernels, no "
                   "autograd graph, no .grad); pyops drop-in: the stock model and torch.optim.Adam(lr) after "

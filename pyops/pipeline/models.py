@@ -12,7 +12,7 @@ The pyops model runs nothing but pyops ops -- no stock op stands in for a missin
                   output layer linear) as ONE op forward and ONE op backward, over the parameters
                   of pyops.nn.LinearReLU / pyops.nn.Linear modules (the same kernels per layer;
                   the modules give the parameters their names and nn.Linear's init)
-  loss            pyops.log_softmax + pyops.nll_loss  (loss="nll", the seed's)
+  loss            log_softmax (in the same pyops.mlp op, log_softmax_dim=1) + pyops.nll_loss (loss="nll", the seed's)
                   or pyops.cross_entropy on the logits (loss="cross-entropy", the fused equivalent)
   optimizer       pyops.optim.Adam
   or, with one_op=True, each training step is ONE op, pyops.mlp_train_step: the same kernels with the same
@@ -105,7 +105,7 @@ class StockMLP(nn.Module):
 class PyopsMLP(nn.Module):
     """The same network from pyops ops only: parameters held by pyops.nn.LinearReLU hidden layers and
     a pyops.nn.Linear output layer (the stock model's names), run together by pyops.mlp (one op each
-    way); then pyops.log_softmax when ``log_probs``.  The backend is the caller's ``use_backend``."""
+    way), with its log_softmax in the same op when ``log_probs``.  The backend is the caller's ``use_backend``."""
 
     def __init__(self, sizes=SEED_SIZES, log_probs: bool = True):
         require_pyops()
@@ -117,15 +117,14 @@ class PyopsMLP(nn.Module):
         self.hidden = nn.ModuleList(pnn.LinearReLU(a, b) for a, b in hidden)
         self.out = pnn.Linear(*last)
         self.log_probs = log_probs
-        self._log_softmax, self._mlp, self._train_step = pyops.log_softmax, pyops.mlp, pyops.mlp_train_step
+        self._mlp, self._train_step = pyops.mlp, pyops.mlp_train_step
         self._layer_parameter_lists = pnn._layer_parameter_lists
 
     def _parameter_lists(self) -> tuple[list, list]:
         return self._layer_parameter_lists((*self._modules["hidden"]._modules.values(), self._modules["out"]))
 
     def forward(self, x):
-        x = self._mlp(x, *self._parameter_lists())
-        return self._log_softmax(x, dim=1) if self.log_probs else x
+        return self._mlp(x, *self._parameter_lists(), log_softmax_dim=1 if self.log_probs else None)
 
     def train_step(self, x, y, optimizer, loss: str, backend: str | None = None):
         """One whole training step as one op (pyops.mlp_train_step): what zero_grad, the forward, the loss,
