@@ -6,7 +6,7 @@ same backend kernels (pyops.mlp_fwd, the loss, pyops.mlp_bwd, pyops.adam_step):
   one-op      pyops.mlp_train_step: the whole step as one op, no autograd graph
   ops+step    the same backend ops called one by one from Python, the gradients put in .grad, then
               pyops.optim.Adam.step() -- adds the Python between the ops and the optimizer's step()
-  autograd    pyops.mlp + pyops.log_softmax (C++ autograd nodes), stock nll_loss, loss.backward(),
+  autograd    pyops.mlp(..., log_softmax_dim=1) (one C++ autograd node), stock nll_loss, loss.backward(),
               Adam.step() -- adds the autograd graph and engine
   drop-in     the stock model after pyops.optimize, trained by the stock loop -- adds the fused
               forward's Python (module call, graph choice, wrappers)
@@ -70,7 +70,7 @@ def contenders(state: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
 
     def autograd():
         opt2.zero_grad()
-        F.nll_loss(pyops.log_softmax(pyops.mlp(x, w2, b2, backend="cpu"), 1, backend="cpu"), y).backward()
+        F.nll_loss(pyops.mlp(x, w2, b2, log_softmax_dim=1, backend="cpu"), y).backward()
         opt2.step()
 
     drop = bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu)
