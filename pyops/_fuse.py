@@ -116,14 +116,14 @@ def _f_linear(x, w, b, relu, backend, where):
 def _f_mlp(x, weights, biases, backend, where, log_softmax_dim=None):
     try:
         dt = _autocast_dtype(x)
-        if dt is not None:
-            x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
-            if log_softmax_dim is not None:  # its own policy under autocast: the log-softmax as _f_softmax runs it
-                return _f_softmax(mlp(x, weights, biases, backend=backend), log_softmax_dim, None, True, backend,
-                                  where)
-        return mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
+        if dt is None:
+            return mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
+        x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
+        y = mlp(x, weights, biases, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
+    # under autocast the log-softmax runs apart, with its own casting policy (and its own error's location)
+    return y if log_softmax_dim is None else _f_softmax(y, log_softmax_dim, None, True, backend, where)
 
 
 def _f_softmax(x, dim, dtype, log, backend, where):
