@@ -69,6 +69,13 @@ def passed_key(op: str, backend, input):
     return None
 
 
+def passed(key, run):
+    """``run``, the op of a call that passed every check, remembered for ``key`` (None: not remembered)."""
+    if key is not None:
+        PASSED[key] = run
+    return run
+
+
 def repeat(key, *args):
     """``PASSED[key](*args)``, or MISS when ``key`` has not passed the checks yet or the op rejects the arguments
     (the caller then runs its full checks, which name the problem, or call the op again to raise its error)."""

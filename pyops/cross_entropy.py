@@ -42,9 +42,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index, reduction=reduction,
                                label_smoothing=label_smoothing)
     _checks.check_backend_dtype(input, name, op)
-    run = _ops.ops(name).cross_entropy
-    if key is not None:
-        _checks.PASSED[key] = run
+    run = _checks.passed(key, _ops.ops(name).cross_entropy)
     return run(input, target, weight, code, ignore_index, float(label_smoothing))
 
 
@@ -64,7 +62,5 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
     if name == "torch":
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     _checks.check_backend_dtype(input, name, op)
-    run = _ops.ops(name).nll_loss
-    if key is not None:
-        _checks.PASSED[key] = run
+    run = _checks.passed(key, _ops.ops(name).nll_loss)
     return run(input, target, weight, code, ignore_index)

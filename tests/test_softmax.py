@@ -310,7 +310,7 @@ def test_backend_selection_per_block_and_call():
 
 
 def test_repeated_call_keeps_every_check_and_choice():
-    """A call that passed the checks once goes straight to its op when repeated (pyops/softmax.py): a later call
+    """A call that passed the checks once goes straight to its op when repeated (pyops/_checks.py): a later call
     with a bad dim, another dtype, another backend or a use_backend block still gets the full path."""
     x = torch.randn(4, 5, dtype=torch.float64)
     for _ in range(2):
