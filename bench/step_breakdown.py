@@ -117,6 +117,32 @@ def node_overhead(batch: int, sizes, rounds: int) -> tuple[float, float, bool]:
 PHASES = ("zero_grad", "model(x)", "loss", "backward", "step")
 
 
+def blocks(runs: dict, rounds: int, block: int, order: random.Random) -> dict:
+    """{name: [what runs[name]() returned, per timed step]}: every way runs ``block`` steps in a row (the first
+    two not kept), the ways in a new random order each round."""
+    out = {k: [] for k in runs}
+    for _ in range(rounds):
+        for name in order.sample(list(runs), len(runs)):
+            for i in range(block):
+                result = runs[name]()
+                if i >= 2:
+                    out[name].append(result)
+    return out
+
+
+def timed(step):
+    """``step`` as a run of blocks() that returns its µs."""
+    def run():
+        t0 = time.perf_counter()
+        step()
+        return (time.perf_counter() - t0) * 1e6
+    return run
+
+
+def max_difference(params, ref) -> float:
+    return max((a - b).abs().max().item() for a, b in zip(params, ref))
+
+
 def phases(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: int, order: random.Random):
     """({way: [[µs of each of PHASES] per timed step]}, {way: its parameters}) for the stock loop's ways."""
     cpu = torch.device("cpu")
@@ -125,28 +151,30 @@ def phases(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: in
     def engine_direct(loss):
         engine.run_backward((loss,), (torch.ones_like(loss),), False, False, (), True, True)
 
-    ways = {"stock, Adam(fused=True)": (models.stock_trainer(state, lr=models.SEED_LR, fused=True), torch.Tensor.backward),
+    def phased(tr, backward):
+        model, opt = tr.model, tr.optimizer
+
+        def run():
+            t = [time.perf_counter()]
+            opt.zero_grad()
+            t.append(time.perf_counter())
+            out = model(x)
+            t.append(time.perf_counter())
+            loss = F.nll_loss(out, y)
+            t.append(time.perf_counter())
+            backward(loss)
+            t.append(time.perf_counter())
+            opt.step()
+            t.append(time.perf_counter())
+            return [(b - a) * 1e6 for a, b in zip(t, t[1:])]
+        return run
+
+    ways = {"stock, Adam(fused=True)": (models.stock_trainer(state, lr=models.SEED_LR, fused=True),
+                                       torch.Tensor.backward),
             "drop-in": (bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu), torch.Tensor.backward),
-            "drop-in, engine called directly": (bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu), engine_direct)}
-    times = {k: [] for k in ways}
-    for _ in range(rounds):
-        for name in order.sample(list(ways), len(ways)):
-            tr, backward = ways[name]
-            model, opt = tr.model, tr.optimizer
-            for i in range(block):
-                t = [time.perf_counter()]
-                opt.zero_grad()
-                t.append(time.perf_counter())
-                out = model(x)
-                t.append(time.perf_counter())
-                loss = F.nll_loss(out, y)
-                t.append(time.perf_counter())
-                backward(loss)
-                t.append(time.perf_counter())
-                opt.step()
-                t.append(time.perf_counter())
-                if i >= 2:
-                    times[name].append([(b - a) * 1e6 for a, b in zip(t, t[1:])])
+            "drop-in, engine called directly": (bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu),
+                                                engine_direct)}
+    times = blocks({k: phased(*way) for k, way in ways.items()}, rounds, block, order)
     return times, {k: list(tr.model.parameters()) for k, (tr, _) in ways.items()}
 
 
@@ -166,17 +194,10 @@ def main(argv=None) -> None:
     x = torch.randn(args.batch, models.SEED_SIZES[0], generator=gen)
     y = torch.randint(0, models.SEED_SIZES[-1], (args.batch,), generator=gen)
     both = contenders(state, x, y)
-    runs = {name: step for name, (step, _) in both.items()}
-    runs["GEMM floor"], _ = bench.gemm_floor(args.batch)  # the step's 11 GEMMs alone (python -m pyops bench)
-    times = {k: [] for k in runs}
+    runs = {name: timed(step) for name, (step, _) in both.items()}
+    runs["GEMM floor"] = timed(bench.gemm_floor(args.batch)[0])  # the step's 11 GEMMs alone (python -m pyops bench)
     order = random.Random(args.seed)
-    for _ in range(args.rounds):
-        for name in order.sample(list(runs), len(runs)):
-            for i in range(args.block):
-                t0 = time.perf_counter()
-                runs[name]()
-                if i >= 2:
-                    times[name].append((time.perf_counter() - t0) * 1e6)
+    times = blocks(runs, args.rounds, args.block, order)
     print(f"batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds x {args.block - 2} timed steps; "
           f"CPU float32 GEMM: {pyops._ops.environment()['CPU float32 GEMM']}")
     floor = statistics.median(times.pop("GEMM floor"))
@@ -190,8 +211,8 @@ def main(argv=None) -> None:
     # every contender trained the same number of steps on the same batch from the same state: the same model
     ref = both["one-op"][1]
     for name, (_, params) in both.items():
-        diff = max((a - b).abs().max().item() for a, b in zip(params, ref))
-        print(f"  {name:9s} parameters after {args.rounds * args.block} steps: max |difference| to one-op's {diff:.2e}")
+        print(f"  {name:9s} parameters after {args.rounds * args.block} steps: max |difference| to one-op's "
+              f"{max_difference(params, ref):.2e}")
     print("the MLP's autograd node alone: loss.backward() through it vs pyops.mlp_bwd called directly")
     for batch, sizes in ((args.batch, models.SEED_SIZES), (args.batch, (4, 4, 4, 4, 4))):
         direct, node, taken_over = node_overhead(batch, sizes, max(3, args.rounds // 2))
@@ -203,9 +224,8 @@ def main(argv=None) -> None:
     for name, rows in times.items():
         cols = [statistics.median(c) for c in zip(*rows)] + [statistics.median(map(sum, rows))]
         print(f"  {name:32s}" + "".join(f"{c:11.1f}" for c in cols))
-    a, b = params["drop-in"], params["drop-in, engine called directly"]
     print(f"  drop-in with and without backward()'s Python: max |parameter difference| "
-          f"{max((p - q).abs().max().item() for p, q in zip(a, b)):.2e}")
+          f"{max_difference(params['drop-in'], params['drop-in, engine called directly']):.2e}")
 
 
 if __name__ == "__main__":

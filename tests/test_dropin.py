@@ -94,16 +94,22 @@ def test_optimize():
         pyops.optimize(nn.Linear(2, 2), "adam")
 
 
-@pytest.mark.parametrize("form", ["class", "sequential"])
-def test_tutorial_example(form, capsys):
-    """examples/train_tutorial.py, a few steps: fused to one mlp op with its log_softmax, the optimizer converted."""
+def _script(path: str):
+    """The repository's script at ``path`` (relative to its root), imported as a module."""
     import importlib.util
     import pathlib
 
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "train_tutorial.py"
-    spec = importlib.util.spec_from_file_location("train_tutorial", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    file = pathlib.Path(__file__).resolve().parent.parent / path
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("form", ["class", "sequential"])
+def test_tutorial_example(form, capsys):
+    """examples/train_tutorial.py, a few steps: fused to one mlp op with its log_softmax, the optimizer converted."""
+    example = _script("examples/train_tutorial.py")
     example.main(["--steps", "3"] + (["--sequential"] if form == "sequential" else []))
     out = capsys.readouterr().out
     assert "-> pyops.mlp(log_softmax_dim=1) (one op)" in out and "-> pyops.optim.Adam" in out
@@ -113,13 +119,7 @@ def test_tutorial_example(form, capsys):
 def test_step_breakdown_runs_one_computation(capsys):
     """bench/step_breakdown.py's four ways of training (one-op, ops from Python, autograd, drop-in) train the
     same model, the MLP node hands its gradients to .grad without a copy, and the phases table runs."""
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(__file__), "..", "bench", "step_breakdown.py")
-    spec = importlib.util.spec_from_file_location("step_breakdown", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("bench/step_breakdown.py")
     threads = torch.get_num_threads()
     try:
         mod.main(["--batch", "8", "--rounds", "1", "--block", "3"])
