@@ -8,6 +8,7 @@ zero (two results 1 ulp apart at 1e-9 differ by 1e-7 relative to each other, aft
 """
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 
@@ -214,6 +215,55 @@ def test_cpu_split_between_threads(dtype):
             assert torch.equal(p, q)
             for k in STATE_KEYS:
                 assert torch.equal(ours.state[p][k], one.state[q][k]), k
+
+
+# ---------------------------------------------------------------- the CPU kernel's division without a divider
+# csrc/cpu/exact_div.h divides sqrt(v) by sqrt(1 - beta2^t) with a multiply and FMAs instead of vdivps (the
+# update's square root and divisions share one slow divider unit).  It must give vdivps' bits.
+@pytest.mark.skipif(not _ops.BUILD["cpu_avx2"], reason="the CPU kernels were built without AVX2 (plain division)")
+def test_cpu_division_by_the_bias_correction_is_exact(tmp_path):
+    # every float x of the FMA path's range (~1e9) against vdivps, for the bias corrections of the default
+    # betas at steps 1, 2 and 1000, beta2 = 0.99 at step 1, the range's ends and an all-ones significand
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to compile tests/exact_div_check.cpp")
+    exe = tmp_path / "exact_div_check"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(["g++", "-std=c++17", "-O2", "-mavx2", "-mfma", "-fopenmp", "-I", root,
+                    os.path.join(root, "tests", "exact_div_check.cpp"), "-o", str(exe)], check=True)
+    divisors = [float(torch.tensor((1 - 0.999 ** t) ** 0.5, dtype=torch.float32)) for t in (1, 2, 1000)]
+    divisors += [(1 - 0.99) ** 0.5, 2.0 ** -40, 2.0 ** 40, float.fromhex("0x1.fffffep+0")]
+    out = subprocess.run([str(exe), *map(float.hex, divisors)], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == len(divisors), out.stdout + out.stderr
+    assert all(": 0 mismatches in 1006632963 x" in line for line in lines), out.stdout
+
+
+@needs_backend("cuda-sim")
+@pytest.mark.parametrize("beta2,eps", [(0.999, 1e-8), (0.99, 0.0), (0.5, 1e-8)])
+def test_cpu_kernel_matches_the_cuda_kernel_bit_for_bit(beta2, eps):
+    # The CPU kernel (vectors, FMA division) and the CUDA kernel run by the emulator (scalars, true division)
+    # evaluate the same adam_update: the same bits for exp_avg_sq spread over every binade of float32 --
+    # subnormals, zeros of both signs, inf and NaN included -- and zero gradients (v stays put).  eps = 0
+    # leaves the quotient sqrt(v) / sqrt(1 - beta2^t) unmasked in the update.
+    torch.manual_seed(0)
+    e = torch.arange(-149, 128).repeat_interleave(32)
+    v = torch.ldexp(1 + torch.rand(e.numel()), e)
+    v = torch.cat([v, torch.tensor([0.0, -0.0, float("inf"), float("nan"), 1e-45, 3e-39, 3.4e38])])
+    v = v[torch.randperm(v.numel())]
+    m = torch.randn(v.numel())
+    grads = [torch.randn(v.numel()) * (torch.rand(v.numel()) < 0.7) for _ in range(3)]
+    results = []
+    for backend in ("cpu", "cuda-sim"):
+        p = torch.nn.Parameter(torch.linspace(-2, 2, v.numel()))
+        opt = pyops.optim.Adam([p], lr=1e-3, betas=(0.9, beta2), eps=eps, backend=backend)
+        p.grad = torch.zeros_like(p)
+        opt.step()
+        opt.state[p]["exp_avg_sq"].copy_(v)
+        opt.state[p]["exp_avg"].copy_(m)
+        train(opt, [p], [[g] for g in grads])
+        results.append([p.detach(), opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"]])
+    for a, b in zip(*results):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
 # ---------------------------------------------------------------- fp16 / bf16 params: fp32 state and math

@@ -14,14 +14,22 @@
 //
 // The update is THE function of kernels/cuda/adam.cuh (adam_update), the same one the CUDA
 // kernel runs per element: that header is included here without its device part
-// (PYOPS_ADAM_MATH_ONLY), and AdamMath<Vectorized<T>> below gives it fma / sqrt / max / neg on
-// SIMD vectors.  fp16/bf16 params are not supported on this backend (they run on cuda and triton).
+// (PYOPS_ADAM_MATH_ONLY), and AdamMath<Vectorized<T>> below gives it fma / sqrt / max / neg / div_by
+// on SIMD vectors -- div_by, the division by the bias correction, through exact_div.h's FMAs in
+// float32, since the square root and the divisions share the core's one divider (docs/adam.md).
+// fp16/bf16 params are not supported on this backend (they run on cuda and triton).
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <tuple>
+#include <type_traits>
+
+#if defined(CPU_CAPABILITY_AVX2)
+#include "csrc/cpu/exact_div.h"
+#endif
 
 #include "csrc/adam.h"
 #define PYOPS_ADAM_MATH_ONLY
@@ -35,6 +43,13 @@ template <class S> struct AdamMath<at::vec::Vectorized<S>> {
   static V sqrt(const V& a) { return a.sqrt(); }
   static V neg(const V& a) { return a.neg(); }
   static V max(const V& a, const V& b) { return at::vec::maximum(a, b); }
+  static V div_by(const V& x, S b, S b_rcp) {
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<S, float>) return V(pyops::cpu::div_by_scalar(x, b, b_rcp));
+#endif
+    (void)b_rcp;
+    return x / V(b);
+  }
 };
 }  // namespace pyops::cuda
 
@@ -53,15 +68,22 @@ template <class T> struct AdamPtrs {
 };
 
 // [begin, end) of one tensor, SIMD lanes of Vectorized<T>::size(); the tail with partial loads.
-// Pointers, scalars and flags are copied into locals first: the compiler then knows the stores to
-// p, m, v cannot change them, keeps them in registers and hoists the flag tests out of the loop.
-template <class T>
+// The flags are template arguments (kFlags: amsgrad, maximize, weight decay, decoupled, the lerp's form):
+// adam_update's tests on them then fold away, where runtime flags left ~10 tests and branches in each
+// iteration of a loop whose every instruction counts once the divider is relieved.  Pointers and scalars are
+// copied into locals first: the compiler then knows the stores to p, m, v cannot change them.
+template <class T, bool kAmsgrad, bool kMaximize, bool kDecay, bool kDecoupled, bool kWSmall>
 void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoeffs<T>& coeffs,
                 const AdamHyper& hyper) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
-  const AdamCoeffs<T> c = coeffs;
-  const AdamHyper h = hyper;
+  AdamCoeffs<T> c = coeffs;
+  c.w_small = kWSmall;
+  AdamHyper h = hyper;
+  h.amsgrad = kAmsgrad;
+  h.maximize = kMaximize;
+  h.decoupled_weight_decay = kDecoupled;
+  if (!kDecay) h.weight_decay = 0;
   T* __restrict__ pp = t.p;
   const T* __restrict__ gp = t.g;
   T* __restrict__ mp = t.m;
@@ -70,16 +92,24 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   // one vector of lanes at i; cnt < W only for the last, partial vector of the range
   auto lanes = [&](int64_t i, int cnt) {
     V p = V::loadu(pp + i, cnt), g = V::loadu(gp + i, cnt), m = V::loadu(mp + i, cnt), v = V::loadu(vp + i, cnt);
-    V vm = h.amsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
+    V vm = kAmsgrad ? V::loadu(vmp + i, cnt) : V(T(0));
     cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
     p.store(pp + i, cnt);
     m.store(mp + i, cnt);
     v.store(vp + i, cnt);
-    if (h.amsgrad) vm.store(vmp + i, cnt);
+    if (kAmsgrad) vm.store(vmp + i, cnt);
   };
   int64_t i = begin;
   for (; i + W <= end; i += W) lanes(i, W);
   if (i < end) lanes(i, int(end - i));
+}
+
+// f(std::bool_constant<b>{}...) for the runtime bools b... (one instantiation of f per combination).
+template <class F, class... Done> void with_bool_constants(F&& f, std::tuple<Done...>) { f(Done{}...); }
+template <class F, class... Done, class... Rest>
+void with_bool_constants(F&& f, std::tuple<Done...>, bool first, Rest... rest) {
+  if (first) with_bool_constants(f, std::tuple<Done..., std::true_type>{}, rest...);
+  else with_bool_constants(f, std::tuple<Done..., std::false_type>{}, rest...);
 }
 
 template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, const std::vector<double>& steps, double lr) {
@@ -92,21 +122,29 @@ template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, c
     ts[i] = {ptr(a.params[i]), ptr(a.grads[i]), ptr(a.exp_avgs[i]), ptr(a.exp_avg_sqs[i]),
              h.amsgrad ? ptr(a.max_exp_avg_sqs[i]) : nullptr, a.params[i].numel()};
     cs[i] = cuda::adam_coeffs<T>(h, steps[i], lr);
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<T, float>) cs[i].bc2_rcp = div_by_scalar_rcp(cs[i].bc2_sqrt);  // 0: divide
+#endif
     start[i + 1] = start[i] + ts[i].n;
   }
   const int64_t total = start[n];
   const int64_t units = (total + kAdamCpuUnit - 1) / kAdamCpuUnit;
   // at::parallel_for runs [begin, end) on the calling thread when it is shorter than the grain
   const int64_t grain = total < kAdamCpuSerial ? units + 1 : 1;
-  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
-    const int64_t lo = begin * kAdamCpuUnit, hi = std::min(end * kAdamCpuUnit, total);
-    // the last tensor starting at or before lo, then every tensor that starts before hi
-    size_t ti = size_t(std::upper_bound(start.begin(), start.end(), lo) - start.begin()) - 1;
-    for (; ti < n && start[ti] < hi; ++ti) {
-      const int64_t b = std::max(lo, start[ti]) - start[ti], e = std::min(hi, start[ti + 1]) - start[ti];
-      if (b < e) adam_range<T>(ts[ti], b, e, cs[ti], h);  // empty tensors own no elements
-    }
-  });
+  // the lerp's form depends on beta1 alone: the same for every tensor of the call
+  with_bool_constants([&](auto amsgrad, auto maximize, auto decay, auto decoupled, auto w_small) {
+    at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+      const int64_t lo = begin * kAdamCpuUnit, hi = std::min(end * kAdamCpuUnit, total);
+      // the last tensor starting at or before lo, then every tensor that starts before hi
+      size_t ti = size_t(std::upper_bound(start.begin(), start.end(), lo) - start.begin()) - 1;
+      for (; ti < n && start[ti] < hi; ++ti) {
+        const int64_t b = std::max(lo, start[ti]) - start[ti], e = std::min(hi, start[ti + 1]) - start[ti];
+        if (b < e)  // empty tensors own no elements
+          adam_range<T, decltype(amsgrad)::value, decltype(maximize)::value, decltype(decay)::value,
+                     decltype(decoupled)::value, decltype(w_small)::value>(ts[ti], b, e, cs[ti], h);
+      }
+    });
+  }, std::tuple<>{}, h.amsgrad, h.maximize, h.weight_decay != 0, h.decoupled_weight_decay, cs[0].w_small);
 }
 
 void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,

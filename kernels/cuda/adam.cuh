@@ -69,6 +69,7 @@ namespace pyops::cuda {
 template <class A> struct AdamCoeffs {
   A neg_step_size;  // -lr / (1 - beta1^t)
   A bc2_sqrt;       // sqrt(1 - beta2^t)
+  A bc2_rcp;        // 1 / bc2_sqrt rounded once, for div_by (the CPU kernel may replace it: exact_div.h)
   A decay;          // 1 - lr * wd              (AdamW)
   A weight_decay;   // wd                       (Adam, L2)
   A w, one_minus_w; // lerp weight 1 - beta1, and 1 - w computed in A (as ATen's lerp does)
@@ -85,6 +86,7 @@ __host__ __device__ inline AdamCoeffs<A> adam_coeffs(const AdamHyper& h, double 
   const double bc2 = 1.0 - pow(h.beta2, t);
   c.neg_step_size = A(-(lr / bc1));
   c.bc2_sqrt = A(pow(bc2, 0.5));
+  c.bc2_rcp = A(1) / c.bc2_sqrt;
   c.decay = A(1.0 - lr * h.weight_decay);
   c.weight_decay = A(h.weight_decay);
   c.w = A(1.0 - h.beta1);
@@ -97,19 +99,23 @@ __host__ __device__ inline AdamCoeffs<A> adam_coeffs(const AdamHyper& h, double 
 }
 
 // What adam_update needs from a lane type L.  Scalars here; csrc/cpu/adam.cpp adds
-// at::vec::Vectorized<S>.  max propagates NaN like torch.maximum.
+// at::vec::Vectorized<S>.  max propagates NaN like torch.maximum.  div_by(x, b, b_rcp) is x / b, correctly
+// rounded, for a scalar b and its reciprocal b_rcp: a plain division here; the CPU lanes compute it with a
+// multiply and FMAs instead (csrc/cpu/exact_div.h: a division is the slowest instruction of the update there).
 template <class L> struct AdamMath;
 template <> struct AdamMath<float> {
   __host__ __device__ static float fma(float a, float b, float c) { return fmaf(a, b, c); }
   __host__ __device__ static float sqrt(float a) { return sqrtf(a); }
   __host__ __device__ static float neg(float a) { return -a; }
   __host__ __device__ static float max(float a, float b) { return (a != a || a > b) ? a : b; }
+  __host__ __device__ static float div_by(float x, float b, float) { return x / b; }
 };
 template <> struct AdamMath<double> {
   __host__ __device__ static double fma(double a, double b, double c) { return ::fma(a, b, c); }
   __host__ __device__ static double sqrt(double a) { return ::sqrt(a); }
   __host__ __device__ static double neg(double a) { return -a; }
   __host__ __device__ static double max(double a, double b) { return (a != a || a > b) ? a : b; }
+  __host__ __device__ static double div_by(double x, double b, double) { return x / b; }
 };
 
 // One Adam/AdamW step of one lane: an element (CUDA) or a SIMD vector of elements (CPU).
@@ -131,7 +137,7 @@ __host__ __device__ inline void adam_update(L& p, L g, L& m, L& v, L& vmax, cons
     vmax = M::max(vmax, v);
     vv = vmax;
   }
-  const L denom = M::sqrt(vv) / L(c.bc2_sqrt) + L(c.eps);
+  const L denom = M::div_by(M::sqrt(vv), c.bc2_sqrt, c.bc2_rcp) + L(c.eps);
   p = p + (L(c.neg_step_size) * m) / denom;
 }
 
