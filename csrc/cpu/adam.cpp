@@ -187,8 +187,8 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
         if (_mm256_movemask_ps(idle) != 0) {
           const __m256 m_idle = idle_exp_avg(m, c.w);
           m = _mm256_blendv_ps(m, _mm256_setzero_ps(), idle);  // 0 there: no subnormal reaches the FMAs
-          cuda::adam_update<V, T>(p, g, m, v, vm, c, h);
-          const V den = cuda::AdamMath<V>::div_by((kAmsgrad ? vm : v).sqrt(), c.bc2_sqrt, c.bc2_rcp) + V(c.eps);
+          V den;
+          cuda::adam_update<V, T>(p, g, m, v, vm, c, h, &den);
           if (param_unchanged_by(idle, p, den, threshold)) {
             p.store(pp + i);
             V(_mm256_blendv_ps(m, m_idle, idle)).store(mp + i);

@@ -119,10 +119,17 @@ template <> struct AdamMath<double> {
 };
 
 // One Adam/AdamW step of one lane: an element (CUDA) or a SIMD vector of elements (CPU).
-// p, m, v, vmax are updated in place; vmax is touched only with amsgrad.
+// p, m, v, vmax are updated in place; vmax is touched only with amsgrad; denom_out, if given, receives the
+// denominator (the CPU kernel's subnormal path checks the step against it).  The CPU kernel calls it from two
+// loops, where GCC stopped inlining it: always inlined there.
+#if defined(PYOPS_ADAM_MATH_ONLY)
+#define PYOPS_ADAM_INLINE inline __attribute__((always_inline))
+#else
+#define PYOPS_ADAM_INLINE inline
+#endif
 template <class L, class A>
-__host__ __device__ inline void adam_update(L& p, L g, L& m, L& v, L& vmax, const AdamCoeffs<A>& c,
-                                            const AdamHyper& h) {
+__host__ __device__ PYOPS_ADAM_INLINE void adam_update(L& p, L g, L& m, L& v, L& vmax, const AdamCoeffs<A>& c,
+                                                       const AdamHyper& h, L* denom_out = nullptr) {
   using M = AdamMath<L>;
   if (h.maximize) g = M::neg(g);
   if (h.weight_decay != 0) {
@@ -139,6 +146,7 @@ __host__ __device__ inline void adam_update(L& p, L g, L& m, L& v, L& vmax, cons
   }
   const L denom = M::div_by(M::sqrt(vv), c.bc2_sqrt, c.bc2_rcp) + L(c.eps);
   p = p + (L(c.neg_step_size) * m) / denom;
+  if (denom_out) *denom_out = denom;
 }
 
 #if !defined(PYOPS_ADAM_MATH_ONLY)
