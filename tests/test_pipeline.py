@@ -173,6 +173,31 @@ def test_atomic_dir_replaces_and_survives_interruption(tmp_path):
 
 
 # ---------------------------------------------------------------- the commands
+def test_bench_after_epochs_trains_before_timing():
+    # --after-epochs N: each contender trains N whole epochs (untimed) after the loss steps; the counted and
+    # timed steps follow on the next batches.  A 96-image set in batches of 32: 3 steps per epoch.
+    import argparse
+    from pyops.pipeline import bench as B
+
+    p = argparse.ArgumentParser()
+    B.add_arguments(p)
+    args = p.parse_args(["--steps", "2", "--loss-steps", "2", "--rounds", "1", "--after-epochs", "2",
+                         "--only", "fused,pyops-dropin", "--no-compile"])
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(96, 784, generator=g), torch.randint(0, 10, (96,), generator=g),
+              torch.randn(20, 784, generator=g), torch.randint(0, 10, (20,), generator=g)]
+    specs, _ = B.contender_specs(args, torch.device("cpu"))
+    seen = []
+    res = B.bench_batch_size(args, inputs, specs, 32, torch.device("cpu"), seen.append)
+    rows = {c["key"]: c for c in res["contenders"]}
+    for c in rows.values():
+        assert c["status"] == "ok" and c["untimed_steps"] == 6 and c["timed_steps"] == 2
+        assert c["trained_steps"] == 2 + 6 + 1 + 2
+    assert any("2 loss steps + 6 untimed steps" in line for line in seen)
+    with pytest.raises(SystemExit, match="--after-epochs must be 0 or more, got -1"):
+        main(["bench", "synthetic", "--after-epochs", "-1", "--no-compile"])
+
+
 def test_bench_synthetic_writes_all_outputs(tmp_path, capsys):
     out = tmp_path / "bench"
     out.mkdir()

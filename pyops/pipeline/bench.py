@@ -219,6 +219,7 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
     stream = BatchStream(x_train, y_train, batch, args.seed)
     state = models.init_state(models.SEED_SIZES, args.seed)
     L, S = args.loss_steps, args.steps
+    U = args.after_epochs * (len(x_train) // batch)  # untimed training steps between the loss steps and the timing
     rows, live = [], []
     for key, label, factory in specs:
         row = dict(key=key, label=label, kind="pyops" if key.startswith("pyops") else "stock")
@@ -233,15 +234,17 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
         losses = []
         for i in range(L):
             losses.append(tr.step(*stream[i]).item())
+        for i in range(L, L + U):
+            tr.step(*stream[i])
         warm = time.perf_counter() - t0
-        x, y = stream[L]  # gathered outside the counted step
+        x, y = stream[L + U]  # gathered outside the counted step
         row.update(status="ok", losses=losses, warmup_seconds=warm, ops_per_step=count_ops(lambda: tr.step(x, y)),
                    times=[])
         if key == "compile":
             row["ops_note"] = ("under a TorchDispatchMode the compiled function runs eagerly, so this counts the "
                                "eager ops; the compiled step's Inductor kernels are not dispatched ops")
         live.append((row, tr))
-        log(f"  {label}: {L} loss steps in {row['warmup_seconds']:.1f} s, "
+        log(f"  {label}: {L} loss steps{f' + {U} untimed steps' if U else ''} in {row['warmup_seconds']:.1f} s, "
             f"{row['ops_per_step']['kernel_ops']} kernel ops/step ({row['ops_per_step']['all_dispatched']} dispatched)")
     floor_run, floor_flops = gemm_floor(batch, device=device)
     floor_run()
@@ -255,7 +258,7 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
                 floor_times += [_timed(floor_run, sync) for _ in range(n)]
                 continue
             row, tr = live[who]
-            for i in range(L + 1 + r * per_round, L + 1 + r * per_round + n):
+            for i in range(L + U + 1 + r * per_round, L + U + 1 + r * per_round + n):
                 x, y = stream[i]
                 row["times"].append(_timed(lambda: tr.step(x, y), sync))
     floor_ms = statistics.median(floor_times) * 1e3
@@ -266,7 +269,8 @@ def bench_batch_size(args, ds_inputs, specs, batch: int, device, log) -> dict:
         row["samples_per_s"] = batch / row["ms_per_step"] * 1e3
         row["timed_steps"] = len(row.pop("times"))
         row["test_loss"], row["test_accuracy"] = evaluate(tr, x_test, y_test)
-        row["trained_steps"] = L + 1 + row["timed_steps"]
+        row["untimed_steps"] = U
+        row["trained_steps"] = L + U + 1 + row["timed_steps"]
         row["x_gemm_floor"] = row["ms_per_step"] / floor_ms
     for row, _ in live:
         row["speedup_vs"] = {k: ref[k]["ms_per_step"] / row["ms_per_step"] for k in ref}
@@ -313,7 +317,10 @@ DEFINITIONS = {
     "kernel_ops": "ops dispatched during one whole training step, not counting view ops (metadata only) and profiler "
                   "markers: the proxy for kernel launches on a GPU (all_dispatched counts everything)",
     "test_accuracy": "fraction of the test set classified correctly after trained_steps steps (the loss steps, the "
-                     "op-count step and the timed steps), the same batches for every contender",
+                     "untimed steps of --after-epochs, the op-count step and the timed steps), the same batches for "
+                     "every contender",
+    "untimed_steps": "--after-epochs: each contender's own training steps between the loss steps and the timing "
+                     "(whole epochs of the batch size), so that the timed steps see a trained model's state",
     "max_abs_loss_diff_vs_stock_eager": "largest |loss - stock eager default-Adam loss| over the loss steps (same "
                                         "initial weights, same batches); over many steps Adam amplifies rounding "
                                         "differences chaotically (even stock fused vs default Adam drift apart), so "
@@ -333,6 +340,10 @@ def best_local_dataset(data_dir, log) -> D.Dataset:
     return D.synthetic()
 
 
+def after_epochs_note(epochs: int) -> str:
+    return f" + {epochs} untimed epoch{'s' if epochs != 1 else ''} of training" if epochs else ""
+
+
 def run(args) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -341,6 +352,8 @@ def run(args) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.loss_steps < 1 or args.steps < 1 or args.rounds < 1:
         raise SystemExit("--loss-steps, --steps and --rounds must be at least 1")
+    if args.after_epochs < 0:
+        raise SystemExit(f"--after-epochs must be 0 or more, got {args.after_epochs}")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     ds = best_local_dataset(args.data_dir, log) if args.dataset == "auto" else \
         D.load(args.dataset, args.data_dir, download=not args.no_download)
@@ -351,12 +364,14 @@ def run(args) -> int:
     specs, skipped = contender_specs(args, device)
     env = environment(device)
     log(f"bench: {ds.label}\n  data: {ds.source}\n  {env['cpu']}, {env['threads']} threads, torch {env['torch']}, "
-        f"device {device}; {args.loss_steps} loss steps + 1 counted + {args.steps} timed steps per contender")
+        f"device {device}; {args.loss_steps} loss steps{after_epochs_note(args.after_epochs)} + 1 counted + "
+        f"{args.steps} timed steps per contender")
     for b, why in skipped.items():
         log(f"  pyops backend {b}: not timed: {why}")
     out = dict(command=" ".join(["python -m pyops bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"]
                else " ".join(sys.argv), dataset=ds.label, dataset_name=ds.name, synthetic=ds.synthetic,
                source=ds.source, environment=env, lr=args.lr, seed=args.seed, loss_steps=args.loss_steps,
+               after_epochs=args.after_epochs,
                timed_steps=args.steps, rounds=args.rounds, pyops_backends_not_timed=skipped,
                definitions=DEFINITIONS, results=[])
     for batch in batch_sizes:
@@ -404,7 +419,8 @@ def write_markdown(path: str, out: dict) -> None:
               f"{env['device']}{' (' + env['gpu'] + ')' if env['gpu'] else ''}, torch {env['torch']}; load average "
               f"{env['load_average_at_start'][0]:.2f} at start, {env['load_average_at_end'][0]:.2f} at end",
               f"- model: seed MLP 784-256-128-64-10, Adam lr {out['lr']:g}, seed {out['seed']}; "
-              f"{out['loss_steps']} loss steps + 1 op-count step + {out['timed_steps']} timed steps per contender "
+              f"{out['loss_steps']} loss steps{after_epochs_note(out.get('after_epochs', 0))} + 1 op-count step + "
+              f"{out['timed_steps']} timed steps per contender "
               f"({out['rounds']} interleaved rounds)"]
     busy = max(env["load_average_at_start"][0], env["load_average_at_end"][0])
     if busy > (env["cpu_count"] or 1):
@@ -451,6 +467,10 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=300, help="timed steps per contender and batch size (default 300)")
     p.add_argument("--loss-steps", type=int, default=100,
                    help="first steps, loss recorded and compared with stock; also the warm-up (default 100)")
+    p.add_argument("--after-epochs", type=int, default=0, metavar="N",
+                   help="train each contender N untimed epochs after the loss steps, then time its steps: a trained "
+                   "model's optimizer state (e.g. subnormal exp_avg of dead units, docs/adam.md) instead of a fresh "
+                   "model's (default 0)")
     p.add_argument("--rounds", type=int, default=30,
                    help="interleaved timing rounds, each in a new order (default 30: 10 steps per round)")
     p.add_argument("--batch-sizes", default="64,512", help="comma-separated (default 64,512)")
