@@ -90,26 +90,27 @@ template <class T> struct AdamPtrs {
 // decay (it makes g nonzero) nor beta1 < 0.5 (the lerp's other form).  tests/test_adam.py compares with the
 // emulated CUDA kernel bit for bit.
 
-// any lane of the 8 floats at x subnormal (exponent bits 0, mantissa not 0)?  Integer compares: no assist
+// the float bits without the sign
+inline __m256i magnitude(__m256i bits) { return _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)); }
+// lanes whose float is subnormal (exponent bits 0, mantissa not 0), all bits set.  Integer compares: no assist
+inline __m256i subnormal_lanes(__m256i bits) {
+  const __m256i mag = magnitude(bits);
+  return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), mag),
+                          _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
+}
+// any lane of the 8 floats at x subnormal?
 inline bool has_subnormal(const float* x) {
-  const __m256i mag = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)),
-                                       _mm256_set1_epi32(0x7fffffff));
-  const __m256i sub = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), mag),
-                                       _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
-  return _mm256_movemask_epi8(sub) != 0;
+  return _mm256_movemask_epi8(subnormal_lanes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)))) != 0;
 }
 // lanes with g = +-0 and m subnormal (all bits set)
 inline __m256 idle_lanes(__m256 m, __m256 g) {
-  const __m256i mag = _mm256_and_si256(_mm256_castps_si256(m), _mm256_set1_epi32(0x7fffffff));
-  const __m256i sub = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), mag),
-                                       _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
-  const __m256i gmag = _mm256_and_si256(_mm256_castps_si256(g), _mm256_set1_epi32(0x7fffffff));
-  return _mm256_castsi256_ps(_mm256_and_si256(sub, _mm256_cmpeq_epi32(gmag, _mm256_setzero_si256())));
+  const __m256i zero_g = _mm256_cmpeq_epi32(magnitude(_mm256_castps_si256(g)), _mm256_setzero_si256());
+  return _mm256_castsi256_ps(_mm256_and_si256(subnormal_lanes(_mm256_castps_si256(m)), zero_g));
 }
 // RN(m - w m) for subnormal m (see above); lanes with other m: unused
 inline __m256 idle_exp_avg(__m256 m, float w) {
   const __m256i bits = _mm256_castps_si256(m);
-  const __m256 k = _mm256_cvtepi32_ps(_mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)));  // exact: < 2^23
+  const __m256 k = _mm256_cvtepi32_ps(magnitude(bits));  // exact: < 2^23
   const __m256 two23 = _mm256_set1_ps(0x1p23f);
   const __m256 shifted = _mm256_fnmadd_ps(_mm256_set1_ps(w), k, _mm256_add_ps(k, two23));  // 2^23 + RN_int(k - w k)
   const __m256i k_new = _mm256_cvtps_epi32(_mm256_sub_ps(shifted, two23));                 // exact integers
@@ -121,7 +122,7 @@ inline float idle_threshold(float neg_step_size) {
 }
 // every idle lane's true step rounds away against p (p, den: the update's results for those lanes)
 inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshold) {
-  const __m256 ap = _mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
   const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(ap, den), _mm256_set1_ps(threshold), _CMP_GT_OQ),
                                   _mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-50f), _CMP_GE_OQ));
   const int need = _mm256_movemask_ps(idle);

@@ -69,7 +69,7 @@ namespace pyops::cuda {
 template <class A> struct AdamCoeffs {
   A neg_step_size;  // -lr / (1 - beta1^t)
   A bc2_sqrt;       // sqrt(1 - beta2^t)
-  A bc2_rcp;        // 1 / bc2_sqrt rounded once, for div_by (the CPU kernel may replace it: exact_div.h)
+  A bc2_rcp;        // for div_by: 0 (divide); the CPU kernel sets 1 / bc2_sqrt where exact_div.h applies
   A decay;          // 1 - lr * wd              (AdamW)
   A weight_decay;   // wd                       (Adam, L2)
   A w, one_minus_w; // lerp weight 1 - beta1, and 1 - w computed in A (as ATen's lerp does)
@@ -86,7 +86,7 @@ __host__ __device__ inline AdamCoeffs<A> adam_coeffs(const AdamHyper& h, double 
   const double bc2 = 1.0 - pow(h.beta2, t);
   c.neg_step_size = A(-(lr / bc1));
   c.bc2_sqrt = A(pow(bc2, 0.5));
-  c.bc2_rcp = A(1) / c.bc2_sqrt;
+  c.bc2_rcp = A(0);
   c.decay = A(1.0 - lr * h.weight_decay);
   c.weight_decay = A(h.weight_decay);
   c.w = A(1.0 - h.beta1);
@@ -100,7 +100,7 @@ __host__ __device__ inline AdamCoeffs<A> adam_coeffs(const AdamHyper& h, double 
 
 // What adam_update needs from a lane type L.  Scalars here; csrc/cpu/adam.cpp adds
 // at::vec::Vectorized<S>.  max propagates NaN like torch.maximum.  div_by(x, b, b_rcp) is x / b, correctly
-// rounded, for a scalar b and its reciprocal b_rcp: a plain division here; the CPU lanes compute it with a
+// rounded, for a scalar b and its reciprocal b_rcp (0 if not computed): a plain division here; the CPU lanes compute it with a
 // multiply and FMAs instead (csrc/cpu/exact_div.h: a division is the slowest instruction of the update there).
 template <class L> struct AdamMath;
 template <> struct AdamMath<float> {
