@@ -86,6 +86,10 @@ template <class T> struct AdamPtrs {
 //     ulp of p' -- so p' + step rounds to p' -- when |p'| den > |ns| 2^-99 + 2^-123 (two factors of 2 of
 //     margin over the bound) and |p'| >= 2^-50.  A vector where some idle lane fails that runs the ordinary
 //     update on its original values, subnormals and all.
+//   * A vector whose 8 lanes are all idle (a dead unit's row) skips the step's arithmetic: its denominator is
+//     at least eps (v' >= 0 finite, eps > 0, sqrt(1 - beta2^t) > 0), so |p| >= max(2^-50, thr / eps), with
+//     thr the bound above, proves p' = p without computing the denominator; p is not even stored.  Only m'
+//     and v' (and vmax') are written, v' by adam_update itself (its unused results compile away).
 // Lanes with a subnormal m and a nonzero gradient run the ordinary update too.  Not for Adam's L2 weight
 // decay (it makes g nonzero) nor beta1 < 0.5 (the lerp's other form).  tests/test_adam.py compares with the
 // emulated CUDA kernel bit for bit.
@@ -121,6 +125,17 @@ inline float idle_threshold(float neg_step_size) {
   return std::nextafter(float(std::fabs(double(neg_step_size)) * 0x1p-99 + 0x1p-123), INFINITY);
 }
 // every idle lane's true step rounds away against p (p, den: the update's results for those lanes)
+// the least |p| for which an idle lane's step rounds away whatever the denominator (>= eps); +inf: never
+inline float idle_param_floor(float threshold, float eps, float bc2_sqrt) {
+  if (!(eps > 0) || !(bc2_sqrt > 0) || !std::isfinite(threshold)) return INFINITY;
+  const float q = std::nextafter(float(double(threshold) / double(eps)), INFINITY);
+  return std::isfinite(q) ? std::max(q, 0x1p-50f) : INFINITY;
+}
+// lanes with 0 <= x < +inf (NaN fails)
+inline __m256 finite_nonnegative(__m256 x) {
+  return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ),
+                       _mm256_cmp_ps(x, _mm256_set1_ps(INFINITY), _CMP_LT_OQ));
+}
 inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshold) {
   const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
   const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(ap, den), _mm256_set1_ps(threshold), _CMP_GT_OQ),
@@ -167,13 +182,15 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   // Vectors with subnormal exp_avg and zero gradients (above): exact, without subnormal arithmetic
   if constexpr (std::is_same_v<T, float> && kWSmall && !(kDecay && !kDecoupled)) {
     const float threshold = idle_threshold(c.neg_step_size);
+    const float p_floor = kDecay ? INFINITY : idle_param_floor(threshold, c.eps, c.bc2_sqrt);
     // The test costs ~5 vector instructions, 12-20 % of the loop if run on every vector: it runs on the first
-    // vector of each block of 16, and only a block whose first vector has a subnormal m tests every vector
-    // (a dead unit's whole row decays together; a subnormal the sample misses takes the ordinary path).
+    // and the last vector of each block of 16, and only a block where one of them has a subnormal m tests
+    // every vector (a dead unit's whole row decays together, so a run of 16 or more such vectors is always
+    // found; a subnormal the sample misses takes the ordinary path).
     constexpr int64_t kBlock = 16 * W;
     for (; i + W <= end;) {
       const int64_t stop = i + std::min(kBlock, (end - i) / W * W);
-      if (!has_subnormal(mp + i)) [[likely]] {
+      if (!has_subnormal(mp + i) && !has_subnormal(mp + stop - W)) [[likely]] {
         for (; i < stop; i += W) lanes(i, W);
         continue;
       }
@@ -185,7 +202,21 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
         V p = V::loadu(pp + i), g = V::loadu(gp + i), m = V::loadu(mp + i), v = V::loadu(vp + i);
         V vm = kAmsgrad ? V::loadu(vmp + i) : V(T(0));
         const __m256 idle = idle_lanes(m, g);
-        if (_mm256_movemask_ps(idle) != 0) {
+        const int idle_bits = _mm256_movemask_ps(idle);
+        if (idle_bits == 0xFF && p_floor < INFINITY) {  // a whole idle vector: m', v' (vmax'), p kept
+          V p_unused = p, m_unused = V(T(0)), v_new = v, vm_new = vm;
+          cuda::adam_update<V, T>(p_unused, g, m_unused, v_new, vm_new, c, h);
+          const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
+          const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(p_floor), _CMP_GE_OQ),
+                                          finite_nonnegative(kAmsgrad ? vm_new : v_new));
+          if (_mm256_movemask_ps(ok) == 0xFF) {
+            V(idle_exp_avg(m, c.w)).store(mp + i);
+            v_new.store(vp + i);
+            if (kAmsgrad) vm_new.store(vmp + i);
+            continue;
+          }
+        }
+        if (idle_bits != 0) {
           const __m256 m_idle = idle_exp_avg(m, c.w);
           m = _mm256_blendv_ps(m, _mm256_setzero_ps(), idle);  // 0 there: no subnormal reaches the FMAs
           V den;
