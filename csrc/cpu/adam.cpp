@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <tuple>
 #include <type_traits>
 
@@ -70,72 +71,97 @@ template <class T> struct AdamPtrs {
 };
 
 #if defined(CPU_CAPABILITY_AVX2)
-// ---- exp_avg stuck in the subnormal range (docs/adam.md, "CPU: subnormal state in long runs")
-// A parameter whose gradient is exactly 0 (a dead ReLU unit's weights) keeps its exp_avg decaying by beta1,
-// down into the subnormal range, where it stays; every FMA and multiply on it then takes a microcode assist
-// (measured: 3 % such elements made the step 4x slower).  For the lanes with g = +-0 and a subnormal m the
-// update is computed exactly without subnormal arithmetic:
-//   * m' = fma(w, g - m, m) = RN(m - w m) (the lerp's first form, w = 1 - beta1 < 0.5; g - m = -m exactly).
-//     |m| = k 2^-149 with the integer k < 2^23 its bits, so |m'| = RN_int(k - w k) 2^-149: one FMA computes
-//     k - w k + 2^23, which lies in [2^23, 2^24) where floats are the integers -- so its one rounding is
-//     the round-to-nearest-even to an integer; k' >= 1 since w < 0.5, and m' has m's sign.  k' as bits
-//     is the subnormal m'.
-//   * v' and the denominator do not depend on m: the lanes run the ordinary update with m = 0 instead of
-//     the subnormal m, which also gives p' = p (AdamW: p (1 - lr wd)) plus a zero step.
-//   * The true step, -step_size m' / den, has |.| <= |ns| 2^-126 / den (+ rounding), which is below half an
-//     ulp of p' -- so p' + step rounds to p' -- when |p'| den > |ns| 2^-99 + 2^-123 (two factors of 2 of
-//     margin over the bound) and |p'| >= 2^-50.  A vector where some idle lane fails that runs the ordinary
-//     update on its original values, subnormals and all.
+// ---- exp_avg decaying towards 0 (docs/adam.md, "CPU: subnormal state in long runs")
+// A parameter whose gradient is exactly 0 (a dead ReLU unit's weights) keeps its exp_avg m decaying by beta1.
+// On the way down, the update's product ns m' (ns = -lr / (1 - beta1^t)) falls below 2^-126 once
+// |m'| < 2^-126 / |ns|, and a few dozen steps later m itself goes subnormal, where it stays; every multiply with
+// a subnormal operand or result takes a microcode assist (measured: 3 % subnormal m made the step 4x slower; m
+// on its way down, 1.3 % of the vectors one epoch in, 1.4x).  Call a lane idle when g = +-0 and 0 < |m| < Z,
+// Z = 2^-125 / |ns| (|ns| clamped to [2^-26, 1], rounded up; so Z > 2^-126 and every subnormal m is below
+// it, and so is every m whose m' >= m / 2 makes a subnormal product).  For idle lanes the update is computed
+// exactly without subnormal arithmetic:
+//   * m' = fma(w, g - m, m) = RN(m - w m) (the lerp's first form, w = 1 - beta1 < 0.5; g - m = -m exactly):
+//     for normal m that one FMA (fnmadd(w, m, m)); for subnormal m, |m| = k 2^-149 with the integer k < 2^23
+//     its bits, so |m'| = RN_int(k - w k) 2^-149: one FMA computes k - w k + 2^23, which lies in [2^23, 2^24)
+//     where floats are the integers -- so its one rounding is the round-to-nearest-even to an integer;
+//     k' >= 1 since w < 0.5, and m' has m's sign.  k' as bits is the subnormal m'.  |m'| <= |m| < Z.
+//   * v' and the denominator do not depend on m: the lanes run the ordinary update with m = 0, which also
+//     gives p' = p (AdamW: p (1 - lr wd)) plus a zero step.
+//   * The true step RN(RN(ns m') / den) is below half an ulp of p' -- so p' + step rounds to p' -- when
+//     |p'| den > |ns| Z 2^27 + 2^-123 =: thr (|RN(ns m')| <= |ns| Z (1 + 2^-24) + 2^-150, two factors of 2
+//     of margin) and |p'| >= 2^-50 (a subnormal step is then far below half an ulp).  A vector where some
+//     idle lane fails that runs the ordinary update on its original values, subnormals and all.
 //   * A vector whose 8 lanes are all idle (a dead unit's row) skips the step's arithmetic: its denominator is
-//     at least eps (v' >= 0 finite, eps > 0, sqrt(1 - beta2^t) > 0), so |p| >= max(2^-50, thr / eps), with
-//     thr the bound above, proves p' = p without computing the denominator; p is not even stored.  Only m'
-//     and v' (and vmax') are written, v' by adam_update itself (its unused results compile away).
-// Lanes with a subnormal m and a nonzero gradient run the ordinary update too.  Not for Adam's L2 weight
-// decay (it makes g nonzero) nor beta1 < 0.5 (the lerp's other form).  tests/test_adam.py compares with the
-// emulated CUDA kernel bit for bit.
+//     at least eps (v' >= 0 finite, eps > 0, sqrt(1 - beta2^t) > 0), so |p| >= max(2^-50, thr / eps)
+//     proves p' = p without computing the denominator; p is not even stored.  Only m' and v' (and vmax')
+//     are written, v' by adam_update itself (its unused results compile away).
+// Lanes with a small m and a nonzero gradient run the ordinary update.  Not for Adam's L2 weight decay (it
+// makes g nonzero) nor beta1 < 0.5 (the lerp's other form).  tests/test_adam.py compares with the emulated
+// CUDA kernel bit for bit.
 
 // the float bits without the sign
 inline __m256i magnitude(__m256i bits) { return _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)); }
-// lanes whose float is subnormal (exponent bits 0, mantissa not 0), all bits set.  Integer compares: no assist
-inline __m256i subnormal_lanes(__m256i bits) {
+// lanes with 0 < |x| < the float whose bits are below (all bits set).  Integer compares: no assist
+inline __m256i small_lanes(__m256i bits, __m256i below) {
   const __m256i mag = magnitude(bits);
-  return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x00800000), mag),
-                          _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(below, mag), _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
 }
-// any lane of the 8 floats at x subnormal?
-inline bool has_subnormal(const float* x) {
-  return _mm256_movemask_epi8(subnormal_lanes(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)))) != 0;
+// any of the n floats at x (n a multiple of 8) with 0 < |x| < the float whose bits are below?  Unsigned
+// min of |x|'s bits - 1 (0 -> 0xffffffff, never the min): 4 instructions a vector, one branch for all.
+inline bool has_small(const float* x, int64_t n, __m256i below) {
+  const __m256i one = _mm256_set1_epi32(1);
+  __m256i least = _mm256_set1_epi32(-1);
+  for (int64_t j = 0; j < n; j += 8) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + j));
+    least = _mm256_min_epu32(least, _mm256_sub_epi32(magnitude(bits), one));
+  }
+  const __m256i limit = _mm256_sub_epi32(below, _mm256_set1_epi32(2));  // least <= below - 2: |x| < below
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_min_epu32(least, limit), least)) != 0;
 }
-// lanes with g = +-0 and m subnormal (all bits set)
-inline __m256 idle_lanes(__m256 m, __m256 g) {
+// idle lanes: g = +-0 and 0 < |m| < Z (all bits set)
+inline __m256 idle_lanes(__m256 m, __m256 g, __m256i below_z) {
   const __m256i zero_g = _mm256_cmpeq_epi32(magnitude(_mm256_castps_si256(g)), _mm256_setzero_si256());
-  return _mm256_castsi256_ps(_mm256_and_si256(subnormal_lanes(_mm256_castps_si256(m)), zero_g));
+  return _mm256_castsi256_ps(_mm256_and_si256(small_lanes(_mm256_castps_si256(m), below_z), zero_g));
 }
-// RN(m - w m) for subnormal m (see above); lanes with other m: unused
+// RN(m - w m) for the idle lanes' m (see above), without subnormal arithmetic; other lanes: unused
 inline __m256 idle_exp_avg(__m256 m, float w) {
   const __m256i bits = _mm256_castps_si256(m);
-  const __m256 k = _mm256_cvtepi32_ps(magnitude(bits));  // exact: < 2^23
+  const __m256i sub = small_lanes(bits, _mm256_set1_epi32(0x00800000));
+  const __m256 k = _mm256_cvtepi32_ps(magnitude(bits));  // exact for subnormal m: < 2^23
   const __m256 two23 = _mm256_set1_ps(0x1p23f);
   const __m256 shifted = _mm256_fnmadd_ps(_mm256_set1_ps(w), k, _mm256_add_ps(k, two23));  // 2^23 + RN_int(k - w k)
   const __m256i k_new = _mm256_cvtps_epi32(_mm256_sub_ps(shifted, two23));                 // exact integers
-  return _mm256_castsi256_ps(_mm256_or_si256(k_new, _mm256_and_si256(bits, _mm256_set1_epi32(INT32_MIN))));
+  const __m256 m_sub = _mm256_castsi256_ps(_mm256_or_si256(k_new, _mm256_and_si256(bits, _mm256_set1_epi32(INT32_MIN))));
+  const __m256 normal = _mm256_andnot_ps(_mm256_castsi256_ps(sub), m);  // subnormal lanes 0 here: no assist
+  const __m256 m_normal = _mm256_fnmadd_ps(_mm256_set1_ps(w), normal, normal);
+  return _mm256_blendv_ps(m_normal, m_sub, _mm256_castsi256_ps(sub));
 }
-// |ns| 2^-99 + 2^-123, rounded up: the bound |p'| den must exceed (see above)
-inline float idle_threshold(float neg_step_size) {
-  return std::nextafter(float(std::fabs(double(neg_step_size)) * 0x1p-99 + 0x1p-123), INFINITY);
-}
-// every idle lane's true step rounds away against p (p, den: the update's results for those lanes)
-// the least |p| for which an idle lane's step rounds away whatever the denominator (>= eps); +inf: never
-inline float idle_param_floor(float threshold, float eps, float bc2_sqrt) {
-  if (!(eps > 0) || !(bc2_sqrt > 0) || !std::isfinite(threshold)) return INFINITY;
-  const float q = std::nextafter(float(double(threshold) / double(eps)), INFINITY);
-  return std::isfinite(q) ? std::max(q, 0x1p-50f) : INFINITY;
+// Per tensor: Z (as bits), thr and the whole-vector shortcut's least |p| (+inf: no shortcut), all rounded so
+// that the proofs above hold for the floats used
+struct IdleBounds {
+  int32_t z_bits;
+  float threshold, p_floor;
+};
+inline IdleBounds idle_bounds(float neg_step_size, float eps, float bc2_sqrt, bool decay) {
+  const double ns = std::fabs(double(neg_step_size));
+  const double clamped = ns >= 0x1p-26 ? std::min(ns, 1.0) : 0x1p-26;  // NaN: 2^-26
+  const float z = std::nextafter(float(0x1p-125 / clamped), INFINITY);
+  IdleBounds b;
+  std::memcpy(&b.z_bits, &z, sizeof z);
+  b.threshold = std::nextafter(float(ns * double(z) * 0x1p27 + 0x1p-123), INFINITY);  // NaN stays NaN: never met
+  b.p_floor = INFINITY;
+  if (!decay && eps > 0 && bc2_sqrt > 0 && std::isfinite(b.threshold)) {
+    const float q = std::nextafter(float(double(b.threshold) / double(eps)), INFINITY);
+    if (std::isfinite(q)) b.p_floor = std::max(q, 0x1p-50f);
+  }
+  return b;
 }
 // lanes with 0 <= x < +inf (NaN fails)
 inline __m256 finite_nonnegative(__m256 x) {
   return _mm256_and_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ),
                        _mm256_cmp_ps(x, _mm256_set1_ps(INFINITY), _CMP_LT_OQ));
 }
+// every idle lane's true step rounds away against p (p, den: the update's results for those lanes)
 inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshold) {
   const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
   const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(ap, den), _mm256_set1_ps(threshold), _CMP_GT_OQ),
@@ -179,35 +205,32 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   };
   int64_t i = begin;
 #if defined(CPU_CAPABILITY_AVX2)
-  // Vectors with subnormal exp_avg and zero gradients (above): exact, without subnormal arithmetic
+  // Vectors with idle lanes (above): exact, without subnormal arithmetic
   if constexpr (std::is_same_v<T, float> && kWSmall && !(kDecay && !kDecoupled)) {
-    const float threshold = idle_threshold(c.neg_step_size);
-    const float p_floor = kDecay ? INFINITY : idle_param_floor(threshold, c.eps, c.bc2_sqrt);
-    // The test costs ~5 vector instructions, 12-20 % of the loop if run on every vector: it runs on the first
-    // and the last vector of each block of 16, and only a block where one of them has a subnormal m tests
-    // every vector (a dead unit's whole row decays together, so a run of 16 or more such vectors is always
-    // found; a subnormal the sample misses takes the ordinary path).
+    const IdleBounds b = idle_bounds(c.neg_step_size, c.eps, c.bc2_sqrt, kDecay);
+    const __m256i below_z = _mm256_set1_epi32(b.z_bits);
+    // Blocks of 16 vectors: a block without a small m (one test over all of it) runs the ordinary loop.
+    // Testing only the first (and last) vector of a block missed the idle lanes that dead columns scatter
+    // over fc2 and fc3, and the ordinary update then took the assists.
     constexpr int64_t kBlock = 16 * W;
     for (; i + W <= end;) {
       const int64_t stop = i + std::min(kBlock, (end - i) / W * W);
-      if (!has_subnormal(mp + i) && !has_subnormal(mp + stop - W)) [[likely]] {
+      if (!has_small(mp + i, stop - i, below_z)) [[likely]] {
         for (; i < stop; i += W) lanes(i, W);
         continue;
       }
+      // Every vector of such a block takes the path below, idle lanes or not: a test per vector was a branch
+      // the CPU mispredicted often where dead columns scatter idle lanes over most vectors (fc2, fc3).
       for (; i < stop; i += W) {
-        if (!has_subnormal(mp + i)) {
-          lanes(i, W);
-          continue;
-        }
         V p = V::loadu(pp + i), g = V::loadu(gp + i), m = V::loadu(mp + i), v = V::loadu(vp + i);
         V vm = kAmsgrad ? V::loadu(vmp + i) : V(T(0));
-        const __m256 idle = idle_lanes(m, g);
+        const __m256 idle = idle_lanes(m, g, below_z);
         const int idle_bits = _mm256_movemask_ps(idle);
-        if (idle_bits == 0xFF && p_floor < INFINITY) {  // a whole idle vector: m', v' (vmax'), p kept
+        if (idle_bits == 0xFF && b.p_floor < INFINITY) {  // a whole idle vector: m', v' (vmax'), p kept
           V p_unused = p, m_unused = V(T(0)), v_new = v, vm_new = vm;
           cuda::adam_update<V, T>(p_unused, g, m_unused, v_new, vm_new, c, h);
           const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
-          const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(p_floor), _CMP_GE_OQ),
+          const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(b.p_floor), _CMP_GE_OQ),
                                           finite_nonnegative(kAmsgrad ? vm_new : v_new));
           if (_mm256_movemask_ps(ok) == 0xFF) {
             V(idle_exp_avg(m, c.w)).store(mp + i);
@@ -216,20 +239,18 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
             continue;
           }
         }
-        if (idle_bits != 0) {
-          const __m256 m_idle = idle_exp_avg(m, c.w);
-          m = _mm256_blendv_ps(m, _mm256_setzero_ps(), idle);  // 0 there: no subnormal reaches the FMAs
-          V den;
-          cuda::adam_update<V, T>(p, g, m, v, vm, c, h, &den);
-          if (param_unchanged_by(idle, p, den, threshold)) {
-            p.store(pp + i);
-            V(_mm256_blendv_ps(m, m_idle, idle)).store(mp + i);
-            v.store(vp + i);
-            if (kAmsgrad) vm.store(vmp + i);
-            continue;
-          }
+        const __m256 m_idle = idle_exp_avg(m, c.w);
+        m = _mm256_blendv_ps(m, _mm256_setzero_ps(), idle);  // 0 there: no small m reaches the FMAs
+        V den;
+        cuda::adam_update<V, T>(p, g, m, v, vm, c, h, &den);
+        if (param_unchanged_by(idle, p, den, b.threshold)) [[likely]] {  // true without idle lanes
+          p.store(pp + i);
+          V(_mm256_blendv_ps(m, m_idle, idle)).store(mp + i);
+          v.store(vp + i);
+          if (kAmsgrad) vm.store(vmp + i);
+          continue;
         }
-        lanes(i, W);
+        lanes(i, W);  // the ordinary update on the original values (nothing was stored)
       }
     }
   }
