@@ -76,7 +76,7 @@ template <class T> struct AdamPtrs {
 // On the way down, the update's product ns m' (ns = -lr / (1 - beta1^t)) falls below 2^-126 once
 // |m'| < 2^-126 / |ns|, and a few dozen steps later m itself goes subnormal, where it stays; every multiply with
 // a subnormal operand or result takes a microcode assist (measured: 3 % subnormal m made the step 4x slower; m
-// on its way down, 1.3 % of the vectors one epoch in, 1.4x).  Call a lane idle when g = +-0 and 0 < |m| < Z,
+// on its way down, 2.4 % of the elements one epoch in, 1.4x).  Call a lane idle when g = +-0 and 0 < |m| < Z,
 // Z = 2^-125 / |ns| (|ns| clamped to [2^-26, 1], rounded up; so Z > 2^-126 and every subnormal m is below
 // it, and so is every m whose m' >= m / 2 makes a subnormal product).  For idle lanes the update is computed
 // exactly without subnormal arithmetic:
