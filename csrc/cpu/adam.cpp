@@ -101,6 +101,8 @@ template <class T> struct AdamPtrs {
 
 // the float bits without the sign
 inline __m256i magnitude(__m256i bits) { return _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)); }
+// |x| lanewise (the sign bit cleared)
+inline __m256 abs_lanes(__m256 x) { return _mm256_castsi256_ps(magnitude(_mm256_castps_si256(x))); }
 // lanes with 0 < |x| < the float whose bits are below (all bits set).  Integer compares: no assist
 inline __m256i small_lanes(__m256i bits, __m256i below) {
   const __m256i mag = magnitude(bits);
@@ -163,7 +165,7 @@ inline __m256 finite_nonnegative(__m256 x) {
 }
 // every idle lane's true step rounds away against p (p, den: the update's results for those lanes)
 inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshold) {
-  const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
+  const __m256 ap = abs_lanes(p);
   const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(ap, den), _mm256_set1_ps(threshold), _CMP_GT_OQ),
                                   _mm256_cmp_ps(ap, _mm256_set1_ps(0x1p-50f), _CMP_GE_OQ));
   const int need = _mm256_movemask_ps(idle);
@@ -229,8 +231,7 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
         if (idle_bits == 0xFF && b.p_floor < INFINITY) {  // a whole idle vector: m', v' (vmax'), p kept
           V p_unused = p, m_unused = V(T(0)), v_new = v, vm_new = vm;
           cuda::adam_update<V, T>(p_unused, g, m_unused, v_new, vm_new, c, h);
-          const __m256 ap = _mm256_castsi256_ps(magnitude(_mm256_castps_si256(p)));
-          const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(ap, _mm256_set1_ps(b.p_floor), _CMP_GE_OQ),
+          const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(abs_lanes(p), _mm256_set1_ps(b.p_floor), _CMP_GE_OQ),
                                           finite_nonnegative(kAmsgrad ? vm_new : v_new));
           if (_mm256_movemask_ps(ok) == 0xFF) {
             V(idle_exp_avg(m, c.w)).store(mp + i);

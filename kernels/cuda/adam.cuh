@@ -120,7 +120,7 @@ template <> struct AdamMath<double> {
 
 // One Adam/AdamW step of one lane: an element (CUDA) or a SIMD vector of elements (CPU).
 // p, m, v, vmax are updated in place; vmax is touched only with amsgrad; denom_out, if given, receives the
-// denominator (the CPU kernel's subnormal path checks the step against it).  The CPU kernel calls it from two
+// denominator (the CPU kernel's idle-lane path checks the step against it).  The CPU kernel calls it from two
 // loops, where GCC stopped inlining it: always inlined there.
 #if defined(PYOPS_ADAM_MATH_ONLY)
 #define PYOPS_ADAM_INLINE inline __attribute__((always_inline))
