@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "csrc/adam.h"
 #include "csrc/common.h"
 #include "csrc/cpu/gemm.h"
 #include "csrc/train_step.h"
@@ -195,6 +196,31 @@ class TrainStepCall {
   double label_smoothing_;
 };
 
+// A prepared call of <namespace>::adam_step for one bucket of pyops.optim.Adam (pyops/optim.py's cached plan),
+// as TrainStepCall is for mlp_train_step: the params and their state lists are converted from Python once;
+// each step passes the gradients and the hyperparameters.  torch.ops converts the ~40 tensors of the tutorial
+// MLP's five lists at every step, and drops its reference to each with the GIL released, which takes the GIL
+// back once per tensor.  The dispatcher call is the same typed call (kernel, dispatch keys, profiler range,
+// dispatch modes, errors); the GIL is released while the op runs.
+class AdamStepCall {
+ public:
+  AdamStepCall(const std::string& op, std::vector<at::Tensor> params, std::vector<at::Tensor> exp_avgs,
+               std::vector<at::Tensor> exp_avg_sqs, std::vector<at::Tensor> max_exp_avg_sqs,
+               std::vector<at::Tensor> state_steps)
+      : op_(c10::Dispatcher::singleton().findSchemaOrThrow(op.c_str(), "").typed<pyops::AdamStepSig>()),
+        params_(std::move(params)), exp_avgs_(std::move(exp_avgs)), exp_avg_sqs_(std::move(exp_avg_sqs)),
+        max_exp_avg_sqs_(std::move(max_exp_avg_sqs)), state_steps_(std::move(state_steps)) {}
+  void operator()(const std::vector<at::Tensor>& grads, const std::optional<at::Tensor>& lr_tensor,
+                  const std::optional<at::Tensor>& counters, bool capturable, const std::vector<double>& hparams) const {
+    op_.call(params_, grads, exp_avgs_, exp_avg_sqs_, max_exp_avg_sqs_, state_steps_, lr_tensor, counters, capturable,
+             hparams);
+  }
+
+ private:
+  c10::TypedOperatorHandle<pyops::AdamStepSig> op_;
+  std::vector<at::Tensor> params_, exp_avgs_, exp_avg_sqs_, max_exp_avg_sqs_, state_steps_;
+};
+
 // Which code a float32 GEMM C[m, n] = A[m, k] B[k, n] of the CPU backend runs: "avx512" or "avx2" (the own
 // GEMM's kernels, csrc/cpu/gemm.h) or "blas"; and the kernel of this process.  Both raise on a bad
 // PYOPS_CPU_GEMM, as the first CPU linear op would; set_cpu_gemm_kernel switches the kernel (benchmarks, tests).
@@ -271,6 +297,11 @@ PyMODINIT_FUNC C10_CONCATENATE(PyInit_, TORCH_EXTENSION_NAME)(void) {
                       std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                       std::vector<at::Tensor>, bool, std::optional<at::Tensor>, int64_t, int64_t, double>())
         .def("__call__", &TrainStepCall::operator(), py::call_guard<py::gil_scoped_release>());
+    py::class_<AdamStepCall>(m, "AdamStepCall",
+                             "A prepared call of an adam_step op for one bucket of pyops.optim.Adam's cached plan.")
+        .def(py::init<const std::string&, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
+                      std::vector<at::Tensor>, std::vector<at::Tensor>>())
+        .def("__call__", &AdamStepCall::operator(), py::call_guard<py::gil_scoped_release>());
   } catch (pybind11::error_already_set& e) {
     e.restore();
     Py_DECREF(module);

@@ -52,6 +52,7 @@ HPARAMS: tuple = _ops._C.adam_hparams()
 # where each is in a param group: (key, None, default) for group[key], ("betas", 0, _) for "betas[0]"
 _KEYS = [(base, int(index[:-1]) if index else None, default)
          for base, _, index, default in (h[3].partition("[") + (h[2],) for h in HPARAMS)]
+assert _KEYS[0][0] == "lr", "hparams() takes lr to be the first hyperparameter"
 # The declared hyperparameters that torch.optim.Adam has not: keyword arguments of Adam(), in a param group only
 # when given (so that the state_dict stays torch.optim's), their default otherwise.
 _EXTRA = {key for key, i, _ in _KEYS if i is None and key not in inspect.signature(torch.optim.Adam).parameters}
@@ -61,11 +62,23 @@ _TORCH_DEFAULTS = {key: default for key, i, default in _KEYS if i is None and ke
 
 def hparams(group: dict) -> tuple[Tensor | None, list[float]]:
     """The ``lr_tensor`` and ``hparams`` arguments of the adam_step op for a param group: the group's lr when it
-    is a tensor (else None; its place in the list is then 0), and every hyperparameter of :data:`HPARAMS` as a
-    float, in order (a flag as 0 or 1)."""
-    lr = group["lr"]
+    is a tensor (else None; its place in the list is then 0), and every hyperparameter of :data:`HPARAMS` in
+    order, as the group holds it: the op call takes an int or a bool (a flag) as a float and refuses what is not
+    a number."""
     values = [group.get(key, default) if i is None else group[key][i] for key, i, default in _KEYS]
-    return (lr if isinstance(lr, Tensor) else None), [0.0 if isinstance(v, Tensor) else float(v) for v in values]
+    lr = values[0]
+    if isinstance(lr, Tensor):
+        values[0] = 0.0
+        return lr, values
+    return None, values
+
+
+def _check_numbers(name: str, values: list) -> None:
+    """Raise naming the first of :func:`hparams`' values that is not a number (a tensor lr is in place already)."""
+    for (key, i, _), v in zip(_KEYS, values):
+        if not (isinstance(v, (int, float)) or (isinstance(v, Tensor) and v.numel() == 1)):
+            where = key if i is None else f"{key}[{i}]"
+            raise TypeError(f"{name}: the param group's {where} must be a number, got {type(v).__name__} ({v!r})")
 
 
 # ---------------------------------------------------------------- the optimizer
@@ -83,8 +96,8 @@ def _scalar_dtype() -> torch.dtype:
 class _Bucket:
     """The params of one group with one (device, dtype) and their state: one op call per step."""
 
-    __slots__ = ("run", "index", "params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps", "counters",
-                 "device_steps")
+    __slots__ = ("run", "call", "index", "params", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps",
+                 "counters", "device_steps")
 
 
 class _Plan:
@@ -232,9 +245,17 @@ class Adam(torch.optim.Optimizer):
                 if plan is None or plan.key != key:
                     plan = self._plans[id(group)] = self._make_plan(group, grads, key)
                 lr_tensor, values = hparams(group)
-                for b in plan.buckets:
-                    b.run(b.params, grads if b.index is None else [grads[i] for i in b.index], b.exp_avgs,
-                          b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps, lr_tensor, b.counters, b.device_steps, values)
+                try:
+                    for b in plan.buckets:
+                        bucket_grads = grads if b.index is None else [grads[i] for i in b.index]
+                        if b.call is not None and not torch.compiler.is_compiling():
+                            b.call(bucket_grads, lr_tensor, b.counters, b.device_steps, values)
+                        else:  # (torch.compile traces the op itself)
+                            b.run(b.params, bucket_grads, b.exp_avgs, b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps,
+                                  lr_tensor, b.counters, b.device_steps, values)
+                except (TypeError, RuntimeError):
+                    _check_numbers(type(self).__name__, values)  # the argument that the op call could not convert
+                    raise
         finally:
             torch.set_grad_enabled(grad_mode)
         return loss
@@ -295,11 +316,16 @@ class Adam(torch.optim.Optimizer):
             raise RuntimeError(f"{name}: the steps of one group must all be on the CPU or all on the params' device")
         b.device_steps = on_device.pop()
         b.counters = torch.zeros(len(ps), dtype=torch.int32, device=device) if b.device_steps else None
+        b.call = None
         if backend == "torch":
             b.run = _torch_reference
         else:
             _checks.check_backend_dtype(ps[0], backend, name, "params")
             b.run = _ops.ops(backend).adam_step.default
+            # the same op called from C++ with the param and state lists converted once (_C.AdamStepCall):
+            # torch.ops converts every element of the five lists at each step
+            b.call = _ops._C.AdamStepCall(f"{_ops.NAMESPACES[backend]}::adam_step", ps, b.exp_avgs, b.exp_avg_sqs,
+                                          b.max_exp_avg_sqs, b.steps)
         return b
 
     def _train_step_bucket(self, params: list, backend_key: str):

@@ -541,6 +541,44 @@ def test_step_hooks_and_profiler_range():
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_prepared_call_is_the_op_call(backend):
+    """step() calls each bucket's op through its prepared call (_C.AdamStepCall: the param and state lists
+    converted once): the same op through the dispatcher -- a dispatch mode sees it, its profiler range opens --
+    and the same numbers as the op called through torch.ops, bit for bit; hyperparameters that are ints or
+    bools are taken as numbers."""
+    from helpers import DispatchLog
+
+    torch.manual_seed(0)
+    shapes = SHAPES_A_TRITON if backend == "triton" else SHAPES_A + SHAPES_B
+    init = make_params(torch.float32, shapes)
+    grads = [make_params(torch.float32, shapes) for _ in range(3)]
+    pairs = []
+    for prepared in (True, False):
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        opt = pyops.optim.AdamW(params, lr=3e-3, amsgrad=True, backend=backend)
+        train(opt, params, grads[:1])
+        buckets = [b for plan in opt._plans.values() for b in plan.buckets]
+        assert buckets and all(b.call is not None for b in buckets)
+        if not prepared:
+            for b in buckets:
+                b.call = None  # step() then calls torch.ops.<ns>.adam_step
+        for q, g in zip(params, grads[1]):
+            q.grad = g.clone()
+        log = DispatchLog()
+        with log:
+            opt.step()
+        assert log.names == [f"{NAMESPACES[backend]}.adam_step"]
+        opt.param_groups[0]["weight_decay"] = 0  # an int, and a flag as a bool (the constructor's False)
+        train(opt, params, grads[2:])
+        pairs.append((opt, params))
+    (ours, p1), (ref, p2) = pairs
+    compare(ours, ref, p1, p2, 0.0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train(ours, p1, grads[:1])
+    assert f"{NAMESPACES[backend]}::adam_step" in {e.name for e in prof.events()}
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_lr_scheduler_and_group_edits(backend):
     # the optimizer reads lr (and the other hyperparameters) from the groups at every step
     torch.manual_seed(0)
@@ -624,6 +662,17 @@ def test_bad_arguments():
         pyops.optim.Adam(p, lr=torch.tensor([1e-3, 1e-3]))
     with pytest.raises(pyops.BackendError, match="unknown backend 'gpu'"):
         pyops.optim.Adam(p, backend="gpu")
+    # a hyperparameter edited in a param group to something that is not a number
+    opt = pyops.optim.Adam(p)
+    p[0].grad = torch.ones(3)
+    for bad in ("0.1", None, [0.1]):
+        opt.param_groups[0]["weight_decay"] = bad
+        with pytest.raises(TypeError, match=r"Adam: the param group's weight_decay must be a number, got"):
+            opt.step()
+    opt.param_groups[0]["weight_decay"] = 0.0
+    opt.param_groups[0]["betas"] = (0.9, "0.999")
+    with pytest.raises(TypeError, match=r"Adam: the param group's betas\[1\] must be a number, got str"):
+        opt.step()
 
 
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
