@@ -578,6 +578,21 @@ def test_prepared_call_is_the_op_call(backend):
     assert f"{NAMESPACES[backend]}::adam_step" in {e.name for e in prof.events()}
 
 
+def test_hyperparameter_as_a_one_element_tensor():
+    """A hyperparameter that a param group holds as a one-element tensor counts with its value (it was taken as 0
+    once, silently)."""
+    torch.manual_seed(0)
+    init, grads = make_params(torch.float32, SHAPES_A), [make_params(torch.float32, SHAPES_A) for _ in range(2)]
+    runs = []
+    for wd in (0.05, torch.tensor(0.05, dtype=torch.float64)):
+        params = [torch.nn.Parameter(t.clone()) for t in init]
+        opt = pyops.optim.AdamW(params, lr=1e-2)
+        opt.param_groups[0]["weight_decay"] = wd
+        train(opt, params, grads)
+        runs.append((opt, params))
+    compare(*[r[0] for r in runs], runs[0][1], runs[1][1], 0.0)
+
+
 @pytest.mark.parametrize("backend", KERNEL_BACKENDS)
 def test_lr_scheduler_and_group_edits(backend):
     # the optimizer reads lr (and the other hyperparameters) from the groups at every step
