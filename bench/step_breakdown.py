@@ -22,13 +22,27 @@ for stock PyTorch with Adam(fused=True), the drop-in, and the drop-in with ``los
 engine call that ``torch.autograd.backward`` ends in (what the Python of ``backward()`` costs within a step,
 where the optimizer's pass has pushed that code out of the caches: several times what it costs in a loop).
 
+With ``--perf DIR`` it instead samples each of the one-op step and the drop-in with ``perf record`` (Linux perf,
+attached to this process for --perf-steps steps after a warm-up, so that imports and setup are not counted) and
+prints where each one's time goes, by kind of code (GEMMs, Adam's kernel, pyops' other kernels and glue, the
+Python interpreter, torch's Python bindings, the autograd engine and nodes, torch's other C++, malloc, the OpenMP
+runtime), in microseconds per step, and the drop-in's excess over the one-op step (CPU time summed over the
+threads: use --threads 1 for the time of a step).
+
     python bench/step_breakdown.py [--batch 64] [--threads 1] [--rounds 40] [--block 10]
+    python bench/step_breakdown.py --perf DIR [--perf-steps 4000] [--batch 64] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import os
 import random
+import re
+import shutil
+import signal
 import statistics
+import subprocess
 import time
 
 import torch
@@ -178,6 +192,69 @@ def phases(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: in
     return times, {k: list(tr.model.parameters()) for k, (tr, _) in ways.items()}
 
 
+# perf's "dso symbol" of a sample -> the kind of code it is in; the first match wins
+KINDS = (("GEMM (BLAS)", r"mkl_|sgemm|dgemm|openblas"), ("Adam kernel", r"pyops::.*adam"),
+         ("pyops kernels, other", r"pyops::cpu::"), ("pyops glue", r"^_C\."),
+         ("Python interpreter", r"^libpython"), ("malloc", r"^libc\.so.*(malloc|free|memalign|unlink_chunk|consolidate)"),
+         ("autograd engine and nodes", r"autograd|Engine|Node"), ("torch Python bindings", r"^libtorch_python"),
+         ("torch C++, other", r"^libtorch|^libc10"), ("OpenMP runtime", r"^libgomp|^libiomp"))
+PERF_RATE = 10000  # samples per second
+
+
+def perf_profile(step, steps: int, path: str) -> tuple[float, collections.Counter]:
+    """(µs per step, {kind: µs per step}) of ``steps`` calls of ``step``, sampled by perf record into ``path``."""
+    for _ in range(50):
+        step()
+    rec = subprocess.Popen(["perf", "record", "-F", str(PERF_RATE), "-p", str(os.getpid()), "-o", path],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # perf attached
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    elapsed = time.perf_counter() - t0
+    rec.send_signal(signal.SIGINT)
+    rec.wait()
+    report = subprocess.run(["perf", "report", "-i", path, "-n", "--no-children", "--sort", "dso,symbol",
+                             "--stdio"], capture_output=True, text=True, check=True).stdout
+    return elapsed / steps * 1e6, kinds_per_step(report, steps)
+
+
+def kinds_per_step(report: str, steps: int) -> collections.Counter:
+    """{kind of code: µs per step} from ``perf report -n --sort dso,symbol --stdio`` over ``steps`` steps, sampled
+    at PERF_RATE (a sample is 1/PERF_RATE s); kernel samples ([k]) count as "other"."""
+    kinds = collections.Counter()
+    for line in report.splitlines():
+        m = re.match(r"\s*[\d.]+%\s+(\d+)\s+(\S+)\s+\[([.k])\]\s+(.*)", line)
+        if m is None:
+            continue
+        where = f"{m.group(2)} {m.group(4)}"
+        kind = "other" if m.group(3) == "k" else next((k for k, pat in KINDS if re.search(pat, where)), "other")
+        kinds[kind] += int(m.group(1)) * 1e6 / PERF_RATE / steps
+    return kinds
+
+
+def perf_main(args, both: dict) -> None:
+    if shutil.which("perf") is None:
+        raise SystemExit("--perf needs Linux perf (the `perf` command) on PATH")
+    os.makedirs(args.perf, exist_ok=True)
+    out = {}
+    for name in ("one-op", "drop-in"):
+        out[name] = perf_profile(both[name][0], args.perf_steps, os.path.join(args.perf, f"{name}.data"))
+        print(f"  {name}: {out[name][0]:.1f} us/step while sampled")
+    if not sum(out["drop-in"][1].values()):
+        raise SystemExit("perf recorded no samples (perf_event_paranoid?)")
+    if args.threads > 1:
+        print(f"  (with {args.threads} threads the samples are CPU time summed over the threads, waiting threads "
+              "included: 1 thread gives the time of a step)")
+    names = [k for k, _ in KINDS] + ["other"]
+    print(f"  {'us per step':28s}{'one-op':>10s}{'drop-in':>10s}{'excess':>10s}")
+    for kind in names:
+        a, b = out["one-op"][1][kind], out["drop-in"][1][kind]
+        print(f"  {kind:28s}{a:10.1f}{b:10.1f}{b - a:+10.1f}")
+    a, b = sum(out["one-op"][1].values()), sum(out["drop-in"][1].values())
+    print(f"  {'all samples':28s}{a:10.1f}{b:10.1f}{b - a:+10.1f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=64)
@@ -185,6 +262,9 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=40)
     p.add_argument("--block", type=int, default=10, help="steps per contender per round (>= 3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perf", metavar="DIR", help="sample the one-op step and the drop-in with perf record (data "
+                   "files into DIR) and print where each one's time goes, instead of the timings")
+    p.add_argument("--perf-steps", type=int, default=4000, help="steps sampled per way with --perf (default 4000)")
     args = p.parse_args(argv)
     if args.block < 3:
         p.error(f"--block must be at least 3 (the first two steps of a block are not timed), got {args.block}")
@@ -194,6 +274,10 @@ def main(argv=None) -> None:
     x = torch.randn(args.batch, models.SEED_SIZES[0], generator=gen)
     y = torch.randint(0, models.SEED_SIZES[-1], (args.batch,), generator=gen)
     both = contenders(state, x, y)
+    if args.perf:
+        print(f"batch {args.batch}, {args.threads} thread(s), {args.perf_steps} steps sampled per way; CPU float32 "
+              f"GEMM: {pyops._ops.environment()['CPU float32 GEMM']}")
+        return perf_main(args, both)
     runs = {name: timed(step) for name, (step, _) in both.items()}
     runs["GEMM floor"] = timed(bench.gemm_floor(args.batch)[0])  # the step's 11 GEMMs alone (python -m pyops bench)
     order = random.Random(args.seed)

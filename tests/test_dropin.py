@@ -116,6 +116,32 @@ def test_tutorial_example(form, capsys):
     assert "Epoch: 1/1.. Training Loss: " in out and "(3 steps," in out
 
 
+def test_step_breakdown_sorts_perf_samples_by_kind():
+    """bench/step_breakdown.py --perf: a perf report's sample counts become µs per step of each kind of code (the
+    first matching kind; kernel samples and unknown code are "other")."""
+    mod = _script("bench/step_breakdown.py")
+    report = "\n".join([
+        "# Samples: 1K of event 'cpu-clock:pppH'",
+        "    40.00%           400  libtorch_cpu.so                     [.] mkl_blas_avx512_sgemm_kernel_0_b0",
+        "    20.00%           200  _C.cpython-311-x86_64-linux-gnu.so  [.] pyops::cpu::(anonymous namespace)::adam_range<float>",
+        "    10.00%           100  _C.cpython-311-x86_64-linux-gnu.so  [.] pyops::cpu::(anonymous namespace)::mask_bias_grad_pass",
+        "     5.00%            50  _C.cpython-311-x86_64-linux-gnu.so  [.] pyops::(anonymous namespace)::mlp",
+        "     5.00%            50  libpython3.11.so.1.0                [.] _PyEval_EvalFrameDefault",
+        "     4.00%            40  libc.so.6                           [.] _int_malloc",
+        "     4.00%            40  libc.so.6                           [.] __memmove_evex_unaligned_erms",
+        "     4.00%            40  libtorch_cpu.so                     [.] torch::autograd::Engine::evaluate_function",
+        "     3.00%            30  libtorch_python.so                  [.] torch::jit::toIValue",
+        "     3.00%            30  libc10.so                           [.] c10::TensorImpl::TensorImpl",
+        "     2.00%            20  [kernel.kallsyms]                   [k] clear_page_erms",
+    ])
+    kinds = mod.kinds_per_step(report, steps=10)  # a sample: 1e6 / PERF_RATE us, over 10 steps
+    per = 1e6 / mod.PERF_RATE / 10
+    assert {k: round(v / per) for k, v in kinds.items()} == {
+        "GEMM (BLAS)": 400, "Adam kernel": 200, "pyops kernels, other": 100, "pyops glue": 50,
+        "Python interpreter": 50, "malloc": 40, "other": 60, "autograd engine and nodes": 40,
+        "torch Python bindings": 30, "torch C++, other": 30}
+
+
 def test_step_breakdown_runs_one_computation(capsys):
     """bench/step_breakdown.py's four ways of training (one-op, ops from Python, autograd, drop-in) train the
     same model, the MLP node hands its gradients to .grad without a copy, and the phases table runs."""
