@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "csrc/common.h"
@@ -194,7 +195,9 @@ std::vector<at::Tensor> mlp_forward(const at::Tensor& input, at::TensorList weig
 
 // The layers' backward from the last to the first, each layer's grad_input the previous one's
 // grad_output; bwd(g, x, w, y?, mask[3]) is the backend's linear_relu_bwd.  Returns 1 + 2L tensors,
-// an empty [0] tensor where output_mask is false.
+// an empty [0] tensor where output_mask is false.  A bwd that takes a sixth argument, `g_is_scratch`, is
+// told when g is a grad_input it returned for the layer above -- a tensor nobody else holds, which it may
+// overwrite (the CPU backend masks it in place for the ReLU instead of writing a new tensor).
 template <class Bwd>
 std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,
                                      at::TensorList outputs, const std::vector<bool>& mask, Bwd&& bwd) {
@@ -211,7 +214,14 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Te
     const bool need_x = lowest < i, need_w = mask[size_t(1 + i)], need_b = mask[size_t(1 + L + i)];
     const at::Tensor& x = i == 0 ? input : outputs[size_t(i - 1)];
     const std::optional<at::Tensor> y = i + 1 < L ? std::optional<at::Tensor>(outputs[size_t(i)]) : std::nullopt;
-    auto [gx, gw, gb] = bwd(g, x, weights[size_t(i)], y, std::array<bool, 3>{need_x, need_w, need_b});
+    const std::array<bool, 3> layer_mask{need_x, need_w, need_b};
+    auto [gx, gw, gb] = [&] {
+      if constexpr (std::is_invocable_v<Bwd&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                        const std::optional<at::Tensor>&, std::array<bool, 3>, bool>)
+        return bwd(g, x, weights[size_t(i)], y, layer_mask, /*g_is_scratch=*/i + 1 < L);
+      else
+        return bwd(g, x, weights[size_t(i)], y, layer_mask);
+    }();
     grads[size_t(1 + i)] = std::move(gw);
     grads[size_t(1 + L + i)] = std::move(gb);
     g = std::move(gx);
@@ -225,8 +235,10 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Te
 }  // namespace pyops
 
 // The four ops of a backend, registered on library `m` from the backend's layer functions
-// `linear_relu_fwd` / `linear_relu_bwd` in scope (csrc/cpu and csrc/cuda: the same lines).
-#define PYOPS_LINEAR_IMPLS(m)                                                                                 \
+// `linear_relu_fwd` / `linear_relu_bwd` in scope (csrc/cpu and csrc/cuda: the same lines); mlp_bwd's layers
+// run `layer_bwd` (PYOPS_LINEAR_IMPLS: linear_relu_bwd; see mlp_backward for a layer_bwd with g_is_scratch).
+#define PYOPS_LINEAR_IMPLS(m) PYOPS_LINEAR_IMPLS_WITH(m, linear_relu_bwd)
+#define PYOPS_LINEAR_IMPLS_WITH(m, layer_bwd)                                                                 \
   m.impl("linear_relu_fwd", &linear_relu_fwd);                                                                \
   m.impl("linear_relu_bwd", &linear_relu_bwd);                                                                \
   m.impl("mlp_fwd", [](const at::Tensor& input, at::TensorList weights,                                       \
@@ -235,5 +247,5 @@ std::vector<at::Tensor> mlp_backward(const at::Tensor& grad_output, const at::Te
   });                                                                                                         \
   m.impl("mlp_bwd", [](const at::Tensor& grad_output, const at::Tensor& input, at::TensorList weights,        \
                        at::TensorList outputs, const c10::List<bool>& output_mask) {                          \
-    return ::pyops::mlp_backward(grad_output, input, weights, outputs, output_mask.vec(), linear_relu_bwd);   \
+    return ::pyops::mlp_backward(grad_output, input, weights, outputs, output_mask.vec(), layer_bwd);         \
   })

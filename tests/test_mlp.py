@@ -119,8 +119,9 @@ MASKS = [[True] * 7, [False] * 4 + [True] * 3, [False, True, False, False, False
 @pytest.mark.parametrize("mask", MASKS)
 @pytest.mark.parametrize("sizes,batch", [((23, 17, 13, 5), 7), ((784, 256, 128, 10), 64), ((9, 40, 30, 3), 1)])
 def test_cpu_backward_is_the_layer_loop_bit_for_bit(mask, sizes, batch):
-    """The CPU mlp_bwd is the layer-by-layer backward (linear_relu_bwd per layer) bit for bit, and computes
-    nothing below the lowest gradient asked for."""
+    """The CPU mlp_bwd is the layer-by-layer backward (linear_relu_bwd per layer) bit for bit, computes nothing
+    below the lowest gradient asked for, and leaves its arguments as they were (it masks the gradients between
+    the layers in place: its own tensors)."""
     torch.manual_seed(0)
     ops = _ops.ops("cpu")
     ws, bs = params(sizes, torch.float32)
@@ -128,7 +129,10 @@ def test_cpu_backward_is_the_layer_loop_bit_for_bit(mask, sizes, batch):
     x = torch.randn(batch, sizes[0])
     outs = ops.mlp_fwd(x, ws, bs)
     g0 = torch.randn(outs[-1].shape)
+    args = [g0, x, *ws, *outs]
+    before = [t.clone() for t in args]
     grads = ops.mlp_bwd(g0, x, ws, outs[:-1], mask)
+    assert all(torch.equal(a, b) for a, b in zip(args, before))
     L = len(ws)
     lowest = -1 if mask[0] else next((i for i in range(L) if mask[1 + i] or mask[1 + L + i]), L)
     g = g0

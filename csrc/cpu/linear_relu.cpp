@@ -295,10 +295,13 @@ at::Tensor linear_relu_fwd(const at::Tensor& input, const at::Tensor& weight, co
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor& grad_output, const at::Tensor& input,
-                                                               const at::Tensor& weight,
-                                                               const std::optional<at::Tensor>& output,
-                                                               std::array<bool, 3> output_mask) {
+// g_is_scratch: grad_output is mlp_bwd's own tensor (the grad_input of the layer above), which nobody else holds:
+// the ReLU mask is then applied in place, where the GEMM that produced it left it in cache, instead of into a new
+// tensor (an allocation and a write to memory that is usually not in cache).  The values are the same.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd_impl(const at::Tensor& grad_output,
+                                                                    const at::Tensor& input, const at::Tensor& weight,
+                                                                    const std::optional<at::Tensor>& output,
+                                                                    std::array<bool, 3> output_mask, bool g_is_scratch) {
   check_linear_backward_args(grad_output, input, weight, output, /*allow_half=*/false);
   const bool relu = output.has_value();
   const auto [need_x, need_w, need_b] = output_mask;
@@ -315,13 +318,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
     const bool gemms = (need_x && M > 0 && K > 0) || (need_w && N > 0 && K > 0);
     if (relu) {
       const at::Tensor y = output->contiguous();  // our forward's output: already contiguous
+      T* dz_out = nullptr;
       if (gemms) {
-        dz_hold = at::empty({M, N}, input.options());
-        dz.hold = dz_hold, dz.data = dz_hold.data_ptr(), dz.rs = N, dz.cs = 1;
+        if (g_is_scratch && g.rs == N && g.cs == 1) {  // in place: each element is read, then written
+          dz_out = static_cast<T*>(g.data);
+        } else {
+          dz_hold = at::empty({M, N}, input.options());
+          dz.hold = dz_hold, dz.data = dz_hold.data_ptr(), dz.rs = N, dz.cs = 1;
+          dz_out = static_cast<T*>(dz_hold.data_ptr());
+        }
       }
       if (gemms || need_b)
         mask_bias_grad_pass<T>(static_cast<const T*>(g.data), g.rs, g.cs, static_cast<const T*>(y.data_ptr()),
-                               gemms ? static_cast<T*>(dz_hold.data_ptr()) : nullptr, db, M, N);
+                               dz_out, db, M, N);
     } else {
       if (need_b) mask_bias_grad_pass<T>(static_cast<const T*>(g.data), g.rs, g.cs, nullptr, nullptr, db, M, N);
       if (gemms) dz = blas_ready(g, grad_output);
@@ -339,10 +348,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor&
   return {gx, gw, gb};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd(const at::Tensor& grad_output, const at::Tensor& input,
+                                                               const at::Tensor& weight,
+                                                               const std::optional<at::Tensor>& output,
+                                                               std::array<bool, 3> output_mask) {
+  return linear_relu_bwd_impl(grad_output, input, weight, output, output_mask, /*g_is_scratch=*/false);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyops, CPU, m) {
-  PYOPS_LINEAR_IMPLS(m);
+  PYOPS_LINEAR_IMPLS_WITH(m, linear_relu_bwd_impl);
 }
 
 }  // namespace pyops::cpu
