@@ -60,7 +60,7 @@ _EXTRA = {key for key, i, _ in _KEYS if i is None and key not in inspect.signatu
 _TORCH_DEFAULTS = {key: default for key, i, default in _KEYS if i is None and key not in _EXTRA}
 
 
-def hparams(group: dict) -> tuple[Tensor | None, list[float]]:
+def hparams(group: dict) -> tuple[Tensor | None, list]:
     """The ``lr_tensor`` and ``hparams`` arguments of the adam_step op for a param group: the group's lr when it
     is a tensor (else None; its place in the list is then 0), and every hyperparameter of :data:`HPARAMS` in
     order, as the group holds it: the op call takes an int or a bool (a flag) as a float and refuses what is not

@@ -34,7 +34,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from . import _backend, _checks, _ops
 from .mlp import torch_mlp
-from .optim import Adam, hparams
+from .optim import Adam, _check_numbers, hparams
 
 __all__ = ["mlp_train_step", "LOSSES"]
 
@@ -129,11 +129,15 @@ class _Plan:
                 bucket.run(self.params, grads, bucket.exp_avgs, bucket.exp_avg_sqs, bucket.max_exp_avg_sqs,
                            bucket.steps, lr_tensor, bucket.counters, bucket.device_steps, values)
             return value
-        if self.call is not None:  # the C++ op with its lists converted once (_C.TrainStepCall)
-            return self.call(input, target, lr_tensor, bucket.counters, bucket.device_steps, values)
-        # (the op runs its ops below autograd and without grad mode itself)
-        return self.run(input, target, *self.static, lr_tensor, bucket.counters, bucket.device_steps, values,
-                        *self.tail)
+        try:
+            if self.call is not None:  # the C++ op with its lists converted once (_C.TrainStepCall)
+                return self.call(input, target, lr_tensor, bucket.counters, bucket.device_steps, values)
+            # (the op runs its ops below autograd and without grad mode itself)
+            return self.run(input, target, *self.static, lr_tensor, bucket.counters, bucket.device_steps, values,
+                            *self.tail)
+        except (TypeError, RuntimeError):
+            _check_numbers("mlp_train_step", values)  # the argument that the op call could not convert
+            raise
 
 
 def _prepare(input, target, weights, biases, optimizer, loss, weight, ignore_index, reduction, label_smoothing,

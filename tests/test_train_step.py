@@ -168,6 +168,11 @@ def test_reads_the_group_hyperparameters_at_every_call():
         sched_a.step()
         sched_b.step()
     assert_same_state(opt_a, present(ws_a, bs_a), opt_b, present(ws_b, bs_b))
+    # a hyperparameter edited to something that is not a number: the error names it, as optimizer.step()'s does
+    opt_b.param_groups[0]["eps"] = "1e-8"
+    x, y = next(iter(batches(1, torch.float32)))
+    with pytest.raises(TypeError, match="mlp_train_step: the param group's eps must be a number, got str"):
+        pyops.mlp_train_step(x, y, ws_b, bs_b, opt_b, backend="cpu")
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
