@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import pyops
-from helpers import CPU_BACKENDS, HAS_GPU, needs_backend, sim_counts
+from helpers import CPU_BACKENDS, HAS_GPU, DispatchLog, needs_backend, sim_counts
 from pyops import _ops
 from pyops.kernels import LAUNCHES as TRITON_LAUNCHES
 
@@ -342,7 +342,7 @@ def test_cpu_subnormal_exp_avg_matches_the_cuda_kernel(kw):
     subnormal = int(((m != 0) & (m.abs() < 2.0 ** -126)).sum())
     small = int(((m.abs() >= 2.0 ** -126) & (m.abs() < 2.0 ** -118)).sum())
     if cls is pyops.optim.Adam and kw.get("weight_decay"):
-        assert subnormal < 50
+        assert subnormal < 10
     else:
         assert subnormal > 500 and small > 200
 
@@ -546,8 +546,6 @@ def test_prepared_call_is_the_op_call(backend):
     converted once): the same op through the dispatcher -- a dispatch mode sees it, its profiler range opens --
     and the same numbers as the op called through torch.ops, bit for bit; hyperparameters that are ints or
     bools are taken as numbers."""
-    from helpers import DispatchLog
-
     torch.manual_seed(0)
     shapes = SHAPES_A_TRITON if backend == "triton" else SHAPES_A + SHAPES_B
     init = make_params(torch.float32, shapes)
