@@ -305,6 +305,26 @@ def test_cpu_gemm_kernels_give_the_same_bits(m, k, n, strided):
         assert torch.equal(a, c)
 
 
+@needs_avx2_build
+@pytest.mark.parametrize("m,k,n", [(7, 8, 5), (13, 100, 17), (64, 784, 40), (100, 41, 256)])
+def test_cpu_gemm_packing_does_not_change_the_bits(m, k, n):
+    """A's panels are packed by 8 x 8 register transposes when its rows are contiguous and element by element
+    otherwise (a strided view): the packed panels, and so the outputs, must be the same bits.  k: one whole
+    group of 8, groups plus a tail, many groups; m cuts the last 6-row (16-row) panel short."""
+    torch.manual_seed(m + k + n)
+    x, w, b = make((m, k), n)
+    g = torch.randn(m, n)
+    x_strided = torch.empty(m, 2 * k)[:, ::2].copy_(x.detach()).requires_grad_()
+    for kernel in ["avx2"] + (["avx512"] if HAS_AVX512 else []):
+        with _ops.cpu_gemm_kernel(kernel):
+            assert [_ops._C.cpu_gemm_path(*p) for p in layer_gemms(m, k, n)] == [kernel] * 3
+            (y, gx, gw, gb), _ = run("linear_relu", "cpu", x, w, b, g)
+            # dx = dz W packs dz (contiguous rows) either way; the forward's A is x
+            (y2, gx2, gw2, gb2), _ = run("linear_relu", "cpu", x_strided, w, b, g)
+        assert torch.equal(y, y2), kernel
+        assert torch.equal(gw, gw2) and torch.equal(gx, gx2) and torch.equal(gb, gb2), kernel
+
+
 @pytest.mark.parametrize("m,k,n", [(64, 256, 128),  # every GEMM splits B's column panels between the threads
                                    (300, 200, 40)])  # the forward and dx GEMMs split A's row panels
 def test_cpu_gemm_bits_do_not_depend_on_threads(m, k, n):
