@@ -201,4 +201,11 @@ inline std::vector<double> adam_advance_host_steps(at::TensorList steps) {
   return t;
 }
 
+namespace cpu {
+// Blocks of 16 float32 AVX2 vectors that the CPU kernel has sent through its idle-lane path (csrc/cpu/adam.cpp)
+// since the process started: what tests/test_adam.py checks the path's block tests against (its results are
+// the ordinary update's bits either way).  0 in a build without the AVX2 CPU kernels.
+int64_t adam_idle_blocks();
+}  // namespace cpu
+
 }  // namespace pyops

@@ -253,6 +253,10 @@ PyObject* set_cpu_gemm_kernel(PyObject*, PyObject* args) {
   return gemm_string([&] { return sg::kernel_name(sg::set_kernel(name)); });
 }
 
+#if !defined(PYOPS_SIM)
+PyObject* cpu_adam_idle_blocks(PyObject*, PyObject*) { return PyLong_FromLongLong(pyops::cpu::adam_idle_blocks()); }
+#endif
+
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How this extension was built: CUDA, architectures, nvcc, AVX2."},
     {"adam_hparams", adam_hparams, METH_NOARGS,
@@ -265,6 +269,10 @@ PyMethodDef methods[] = {
     {"set_cpu_gemm_kernel", set_cpu_gemm_kernel, METH_VARARGS,
      "set_cpu_gemm_kernel(name): 'auto', 'avx512', 'avx2' or 'blas' for every later float32 CPU GEMM of the "
      "process; returns the previous kernel's name.  Raises if this build or CPU cannot run it."},
+#if !defined(PYOPS_SIM)
+    {"cpu_adam_idle_blocks", cpu_adam_idle_blocks, METH_NOARGS,
+     "Blocks of 128 floats that the CPU Adam kernel has sent through its idle-lane path (float32, AVX2) so far."},
+#endif
 #if defined(PYOPS_SIM)
     {"launch_counts", launch_counts, METH_NOARGS,
      "Emulated kernel launches so far, by kernel name (template arguments stripped)."},

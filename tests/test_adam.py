@@ -280,6 +280,32 @@ def test_cpu_kernel_matches_the_cuda_kernel_bit_for_bit(beta2, eps):
     assert int(results[0][0].isfinite().sum()) > v.numel() // 2  # the params were updated, not NaN'ed
 
 
+@pytest.mark.skipif(not _ops.BUILD["cpu_avx2"], reason="the CPU kernels were built without AVX2 (no idle path)")
+@pytest.mark.parametrize("blocks", [[], [0], [1], [2, 5], [0, 1, 2], [8], [3, 4, 8], list(range(9))])
+def test_cpu_idle_path_takes_exactly_the_blocks_with_a_small_exp_avg(blocks):
+    # The CPU kernel sends a block of 16 vectors (128 floats) through its idle-lane path when the block holds an
+    # exp_avg below Z, and the ordinary loop tests each block while it updates the one before (csrc/cpu/adam.cpp,
+    # Lookahead).  Both give the same bits, so only the count shows that the tests find the blocks: one tensor
+    # of 9 whole blocks and a 5-float tail (updated by the ordinary code, never a block), a subnormal exp_avg
+    # (with a zero gradient) in each listed block and in the tail.
+    n = 9 * 128 + 5
+    torch.manual_seed(len(blocks))
+    p = torch.nn.Parameter(torch.randn(n))
+    opt = pyops.optim.Adam([p], lr=3e-3, backend="cpu")
+    p.grad = torch.randn(n)
+    opt.step()
+    grad = torch.randn(n)
+    with torch.no_grad():
+        m = opt.state[p]["exp_avg"]
+        for b in blocks + [n // 128]:  # n // 128: the tail
+            i = min(b * 128 + (37 * b) % 128, n - 1)
+            m[i], grad[i] = 1e-40, 0.0
+    p.grad = grad
+    before = _ops._C.cpu_adam_idle_blocks()
+    opt.step()
+    assert _ops._C.cpu_adam_idle_blocks() - before == len(blocks)
+
+
 def same_bits(a, b):
     """Equal bit for bit, except that any two NaNs match (the CPU's vector max and the CUDA kernel's scalar
     max give NaNs of different payloads)."""

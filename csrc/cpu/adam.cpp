@@ -24,6 +24,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -108,17 +109,21 @@ inline __m256i small_lanes(__m256i bits, __m256i below) {
   const __m256i mag = magnitude(bits);
   return _mm256_and_si256(_mm256_cmpgt_epi32(below, mag), _mm256_cmpgt_epi32(mag, _mm256_setzero_si256()));
 }
-// any of the n floats at x (n a multiple of 8) with 0 < |x| < the float whose bits are below?  Unsigned
-// min of |x|'s bits - 1 (0 -> 0xffffffff, never the min): 4 instructions a vector, one branch for all.
-inline bool has_small(const float* x, int64_t n, __m256i below) {
-  const __m256i one = _mm256_set1_epi32(1);
-  __m256i least = _mm256_set1_epi32(-1);
-  for (int64_t j = 0; j < n; j += 8) {
-    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + j));
-    least = _mm256_min_epu32(least, _mm256_sub_epi32(magnitude(bits), one));
-  }
+// The small-m test: least <- min(least, |x|'s bits - 1) over 8 floats, unsigned (0 -> 0xffffffff, never the
+// min): 4 instructions a vector; then one compare for all: some 0 < |x| < the float whose bits are below?
+inline __m256i least_of(__m256i least, const float* x) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  return _mm256_min_epu32(least, _mm256_sub_epi32(magnitude(bits), _mm256_set1_epi32(1)));
+}
+inline bool any_below(__m256i least, __m256i below) {
   const __m256i limit = _mm256_sub_epi32(below, _mm256_set1_epi32(2));  // least <= below - 2: |x| < below
   return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_min_epu32(least, limit), least)) != 0;
+}
+// any of the n floats at x (n a multiple of 8) with 0 < |x| < the float whose bits are below?
+inline bool has_small(const float* x, int64_t n, __m256i below) {
+  __m256i least = _mm256_set1_epi32(-1);
+  for (int64_t j = 0; j < n; j += 8) least = least_of(least, x + j);
+  return any_below(least, below);
 }
 // idle lanes: g = +-0 and 0 < |m| < Z (all bits set)
 inline __m256 idle_lanes(__m256 m, __m256 g, __m256i below_z) {
@@ -173,14 +178,28 @@ inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshol
 }
 #endif
 
+// The ordinary loop of the idle path's caller (adam_range<..., kIdle = false> with a Lookahead): it updates
+// blocks of kAdamBlock floats from `begin`, whose first block has no small m, and tests each next block's m
+// while it updates the current one -- the test's loads and integer instructions fill slots the divider leaves
+// idle -- until a block has a small m or no whole vector is left; `stop` is where it stopped.  Testing each
+// block on its own before its update, in one loop with the idle path, made step() ~40 % slower on a Zen 3
+// (docs/adam.md).
+constexpr int64_t kAdamBlock = 16 * 8;  // 16 AVX2 vectors
+std::atomic<int64_t> idle_blocks{0};     // adam_idle_blocks(): one add per adam_range call
+struct Lookahead {
+  int32_t below_bits;  // in: Z's bits
+  int64_t stop;        // out
+};
+
 // [begin, end) of one tensor, SIMD lanes of Vectorized<T>::size(); the tail with partial loads.
 // The flags are template arguments (kFlags: amsgrad, maximize, weight decay, decoupled, the lerp's form):
 // adam_update's tests on them then fold away, where runtime flags left ~10 tests and branches in each
 // iteration of a loop whose every instruction counts once the divider is relieved.  Pointers and scalars are
 // copied into locals first: the compiler then knows the stores to p, m, v cannot change them.
-template <class T, bool kAmsgrad, bool kMaximize, bool kDecay, bool kDecoupled, bool kWSmall>
-void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoeffs<T>& coeffs,
-                const AdamHyper& hyper) {
+template <class T, bool kAmsgrad, bool kMaximize, bool kDecay, bool kDecoupled, bool kWSmall, bool kIdle>
+__attribute__((noinline)) void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end,
+                                          const AdamCoeffs<T>& coeffs, const AdamHyper& hyper,
+                                          Lookahead* ahead = nullptr) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
   AdamCoeffs<T> c = coeffs;
@@ -208,19 +227,27 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
   int64_t i = begin;
 #if defined(CPU_CAPABILITY_AVX2)
   // Vectors with idle lanes (above): exact, without subnormal arithmetic
-  if constexpr (std::is_same_v<T, float> && kWSmall && !(kDecay && !kDecoupled)) {
+  if constexpr (kIdle && std::is_same_v<T, float> && kWSmall && !(kDecay && !kDecoupled)) {
     const IdleBounds b = idle_bounds(c.neg_step_size, c.eps, c.bc2_sqrt, kDecay);
     const __m256i below_z = _mm256_set1_epi32(b.z_bits);
-    // Blocks of 16 vectors: a block without a small m (one test over all of it) runs the ordinary loop.
-    // Testing only the first (and last) vector of a block missed the idle lanes that dead columns scatter
-    // over fc2 and fc3, and the ordinary update then took the assists.
-    constexpr int64_t kBlock = 16 * W;
+    // Blocks of 16 vectors: a block without a small m (one test over all of it) runs the ordinary loop,
+    // adam_range<..., kIdle = false>, which tests the blocks ahead as it goes (Lookahead) and returns at the
+    // first with a small m.  Testing only the first (and last) vector of a block missed the idle lanes that
+    // dead columns scatter over fc2 and fc3, and the ordinary update then took the assists.
+    constexpr int64_t kBlock = kAdamBlock;
+    int64_t idle = 0;  // blocks through the path below
+    bool small = has_small(mp + i, std::min(kBlock, (end - i) / W * W), below_z);  // the first block
     for (; i + W <= end;) {
-      const int64_t stop = i + std::min(kBlock, (end - i) / W * W);
-      if (!has_small(mp + i, stop - i, below_z)) [[likely]] {
-        for (; i < stop; i += W) lanes(i, W);
+      if (!small) [[likely]] {
+        Lookahead ahead{b.z_bits, i};
+        adam_range<T, kAmsgrad, kMaximize, kDecay, kDecoupled, kWSmall, false>(t, i, end, coeffs, hyper, &ahead);
+        i = ahead.stop;
+        small = true;  // or no whole vector is left
         continue;
       }
+      const int64_t stop = i + std::min(kBlock, (end - i) / W * W);
+      const int64_t next = stop + std::min(kBlock, (end - stop) / W * W);  // the next block: [stop, next)
+      ++idle;
       // Every vector of such a block takes the path below, idle lanes or not: a test per vector was a branch
       // the CPU mispredicted often where dead columns scatter idle lanes over most vectors (fc2, fc3).
       for (; i < stop; i += W) {
@@ -253,6 +280,26 @@ void adam_range(const AdamPtrs<T>& t, int64_t begin, int64_t end, const AdamCoef
         }
         lanes(i, W);  // the ordinary update on the original values (nothing was stored)
       }
+      small = has_small(mp + stop, next - stop, below_z);
+    }
+    if (idle) idle_blocks.fetch_add(idle, std::memory_order_relaxed);
+  }
+  if constexpr (!kIdle && std::is_same_v<T, float>) {
+    if (ahead != nullptr) {  // the ordinary loop over clean blocks, each testing the next (Lookahead)
+      const __m256i below_z = _mm256_set1_epi32(ahead->below_bits);
+      for (;;) {
+        const int64_t stop = i + std::min(kAdamBlock, (end - i) / W * W);
+        const int64_t ahead_n = std::min(kAdamBlock, (end - stop) / W * W);  // the next block's floats
+        __m256i least = _mm256_set1_epi32(-1);
+        for (int64_t j = 0; j < ahead_n; i += W, j += W) {
+          lanes(i, W);
+          least = least_of(least, mp + stop + j);
+        }
+        for (; i < stop; i += W) lanes(i, W);
+        if (ahead_n == 0 || any_below(least, below_z)) break;
+      }
+      ahead->stop = i;
+      return;  // whole vectors only: the caller updates the tail
     }
   }
 #endif
@@ -297,7 +344,7 @@ template <class T> void adam_cpu_kernel(const AdamArgs& a, const AdamHyper& h, c
         const int64_t b = std::max(lo, start[ti]) - start[ti], e = std::min(hi, start[ti + 1]) - start[ti];
         if (b < e)  // empty tensors own no elements
           adam_range<T, decltype(amsgrad)::value, decltype(maximize)::value, decltype(decay)::value,
-                     decltype(decoupled)::value, decltype(w_small)::value>(ts[ti], b, e, cs[ti], h);
+                     decltype(decoupled)::value, decltype(w_small)::value, true>(ts[ti], b, e, cs[ti], h);
       }
     });
   }, std::tuple<>{}, h.amsgrad, h.maximize, h.weight_decay != 0, h.decoupled_weight_decay, cs[0].w_small);
@@ -326,5 +373,7 @@ TORCH_LIBRARY_IMPL(pyops, CPU, m) { m.impl("adam_step", &adam_step_cpu); }
 // A sparse gradient sends the call to the SparseCPU key: registered so that the checks answer with
 // "Adam does not support sparse gradients" instead of the dispatcher's "could not run".
 TORCH_LIBRARY_IMPL(pyops, SparseCPU, m) { m.impl("adam_step", &adam_step_cpu); }
+
+int64_t adam_idle_blocks() { return idle_blocks.load(std::memory_order_relaxed); }
 
 }  // namespace pyops::cpu
