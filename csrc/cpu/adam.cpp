@@ -182,8 +182,8 @@ inline bool param_unchanged_by(__m256 idle, __m256 p, __m256 den, float threshol
 // blocks of kAdamBlock floats from `begin`, whose first block has no small m, and tests each next block's m
 // while it updates the current one -- the test's loads and integer instructions fill slots the divider leaves
 // idle -- until a block has a small m or no whole vector is left; `stop` is where it stopped.  Testing each
-// block on its own before its update, in one loop with the idle path, made step() ~40 % slower on a Zen 3
-// (docs/adam.md).
+// block on its own before its update, in one loop with the idle path, took 27 % longer on a Zen 3 (step() on
+// a fresh model's state, 205 against 162 us; docs/adam.md).
 constexpr int64_t kAdamBlock = 16 * 8;  // 16 AVX2 vectors
 std::atomic<int64_t> idle_blocks{0};     // adam_idle_blocks(): one add per adam_range call
 struct Lookahead {
