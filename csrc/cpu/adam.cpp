@@ -226,6 +226,8 @@ __attribute__((noinline)) void adam_range(const AdamPtrs<T>& t, int64_t begin, i
   };
   int64_t i = begin;
 #if defined(CPU_CAPABILITY_AVX2)
+  // the end of the block of whole vectors that starts at `at` (kAdamBlock floats, fewer at the range's end)
+  [[maybe_unused]] auto block_end = [end](int64_t at) { return at + std::min(kAdamBlock, (end - at) / W * W); };
   // Vectors with idle lanes (above): exact, without subnormal arithmetic
   if constexpr (kIdle && std::is_same_v<T, float> && kWSmall && !(kDecay && !kDecoupled)) {
     const IdleBounds b = idle_bounds(c.neg_step_size, c.eps, c.bc2_sqrt, kDecay);
@@ -234,9 +236,8 @@ __attribute__((noinline)) void adam_range(const AdamPtrs<T>& t, int64_t begin, i
     // adam_range<..., kIdle = false>, which tests the blocks ahead as it goes (Lookahead) and returns at the
     // first with a small m.  Testing only the first (and last) vector of a block missed the idle lanes that
     // dead columns scatter over fc2 and fc3, and the ordinary update then took the assists.
-    constexpr int64_t kBlock = kAdamBlock;
     int64_t idle = 0;  // blocks through the path below
-    bool small = has_small(mp + i, std::min(kBlock, (end - i) / W * W), below_z);  // the first block
+    bool small = has_small(mp + i, block_end(i) - i, below_z);  // the first block
     for (; i + W <= end;) {
       if (!small) [[likely]] {
         Lookahead ahead{b.z_bits, i};
@@ -245,8 +246,7 @@ __attribute__((noinline)) void adam_range(const AdamPtrs<T>& t, int64_t begin, i
         small = true;  // or no whole vector is left
         continue;
       }
-      const int64_t stop = i + std::min(kBlock, (end - i) / W * W);
-      const int64_t next = stop + std::min(kBlock, (end - stop) / W * W);  // the next block: [stop, next)
+      const int64_t stop = block_end(i), next = block_end(stop);  // this block [i, stop), the next [stop, next)
       ++idle;
       // Every vector of such a block takes the path below, idle lanes or not: a test per vector was a branch
       // the CPU mispredicted often where dead columns scatter idle lanes over most vectors (fc2, fc3).
@@ -288,8 +288,7 @@ __attribute__((noinline)) void adam_range(const AdamPtrs<T>& t, int64_t begin, i
     if (ahead != nullptr) {  // the ordinary loop over clean blocks, each testing the next (Lookahead)
       const __m256i below_z = _mm256_set1_epi32(ahead->below_bits);
       for (;;) {
-        const int64_t stop = i + std::min(kAdamBlock, (end - i) / W * W);
-        const int64_t ahead_n = std::min(kAdamBlock, (end - stop) / W * W);  // the next block's floats
+        const int64_t stop = block_end(i), ahead_n = block_end(stop) - stop;  // the next block's floats
         __m256i least = _mm256_set1_epi32(-1);
         for (int64_t j = 0; j < ahead_n; i += W, j += W) {
           lanes(i, W);
