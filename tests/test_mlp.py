@@ -182,7 +182,7 @@ def test_saves_no_preactivation(backend):
 @pytest.mark.parametrize("bias", ["all", "some", "none"])
 def test_one_node_to_the_leaves(backend, bias):
     """One autograd node for the whole network, its edges straight to the leaves (input, weights, the biases
-    that exist); on every backend a C++ node, no Python autograd.Function."""
+    that exist); on every backend the C++ node of csrc/autograd.cpp, no Python autograd.Function."""
     ws, bs = params((5, 4, 3, 2), torch.float32)
     bs = {"all": bs, "some": [bs[0], None, bs[2]], "none": [None] * 3}[bias]
     x = torch.randn(3, 5, requires_grad=True)
@@ -191,9 +191,51 @@ def test_one_node_to_the_leaves(backend, bias):
     edges = [fn for fn, _ in y.grad_fn.next_functions]
     assert len(edges) == len(leaves)
     assert all(fn.name() == "torch::autograd::AccumulateGrad" and fn.variable is leaf for fn, leaf in zip(edges, leaves))
-    assert "CppNode" in y.grad_fn.name(), y.grad_fn.name()
+    assert y.grad_fn.name() == "pyops::MLPBackward", y.grad_fn.name()
     y.sum().backward()
     assert all(t.grad is not None for t in leaves)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_node_keeps_what_an_autograd_function_gives(backend):
+    """The written-out node (csrc/autograd.cpp, MLPBackward) behaves as a torch.autograd.Function's would: saved
+    tensors are released after a backward and version-checked, retain_graph keeps them, no node without grad
+    mode or without an input that requires grad, and a forward-mode tangent is refused by name."""
+    ws, bs = params((5, 4, 3), torch.float32)
+    x = torch.randn(3, 5)
+    for dim in (None, 1):
+        y = pyops.mlp(x, ws, bs, log_softmax_dim=dim, backend=backend)
+        y.sum().backward(retain_graph=True)
+        first = [p.grad.clone() for p in ws + bs]
+        y.sum().backward()  # the graph was kept: the same gradients again, accumulated
+        assert all(torch.equal(p.grad, 2 * g) for p, g in zip(ws + bs, first))
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            y.sum().backward()
+        for p in ws + bs:
+            p.grad = None
+    # a saved weight modified in place before the backward: PyTorch's version check names it
+    y = pyops.mlp(x, ws, bs, backend=backend)
+    with torch.no_grad():
+        ws[1].mul_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    # the node's own output, saved for the log-softmax's backward, is version-checked too
+    y = pyops.mlp(x, ws, bs, log_softmax_dim=1, backend=backend)
+    y.add_(0.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    with torch.no_grad():
+        assert pyops.mlp(x, ws, bs, backend=backend).grad_fn is None
+    frozen = [w.detach() for w in ws]
+    assert pyops.mlp(x, frozen, None, backend=backend).grad_fn is None  # nothing requires grad
+    y = pyops.mlp(x.requires_grad_(), frozen, None, backend=backend)  # only the input: its gradient alone
+    y.sum().backward()
+    assert x.grad is not None and all(w.grad is None for w in frozen)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x.detach(), torch.ones_like(x))
+        with pytest.raises(RuntimeError, match="mlp: forward-mode automatic differentiation is not implemented"):
+            pyops.mlp(dual, ws, bs, backend=backend)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
