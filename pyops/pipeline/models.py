@@ -166,11 +166,16 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.one_op:  # the backend as an argument: the same as the block below, without entering it
             return self.model.train_step(x, y, self.optimizer, self.loss, self.backend)
+        if self.backend is None:  # stock and drop-in: the user's loop as it is, no context entered around it
+            return self._step(x, y)
         with self.context():
-            self.optimizer.zero_grad()
-            loss = self.loss_of(x, y)
-            loss.backward()
-            self.optimizer.step()
+            return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad()
+        loss = self.loss_of(x, y)
+        loss.backward()
+        self.optimizer.step()
         return loss.detach()
 
     @torch.no_grad()
