@@ -9,16 +9,17 @@
 //   cross_entropy(input, target, weight?, reduction, ignore_index, label_smoothing) -> loss
 //   nll_loss(input, target, weight?, reduction, ignore_index)                 -> loss
 //
-// Each is a CompositeImplicitAutograd kernel around a C++ autograd node -- a torch::autograd::Function, or for
-// mlp a node written out (below) -- whose forward calls the
+// Each is a CompositeImplicitAutograd kernel around a C++ autograd node -- written out for softmax,
+// log_softmax, linear_relu and mlp (see "nodes written out" below), a torch::autograd::Function for the
+// losses -- whose forward calls the
 // backend op (<op>_fwd) and whose backward calls <op>_bwd, both through the dispatcher -- so one kernel
 // serves every backend: the CPU and CUDA kernels (namespace pyops), the emulated CUDA kernels (compiled
 // again with PYOPS_SIM: pyops_sim) and the Triton kernels (compiled again by csrc/triton.cpp with
 // PYOPS_NS = pyops_triton).  The Python API calls these ops directly: the autograd node is C++
-// (torch's own CppNode, or mlp's MLPBackward), so a training step pays no Python autograd.Function on either side -- at the MNIST
-// sizes a Python node costs about what the kernels cost.  What is saved: the output for softmax (the
-// backward needs only y); input, weight and (ReLU) the output for linear_relu, never the pre-activation;
-// the input, weights and hidden outputs for mlp (and, with log_softmax_dim, its output: the log-softmax's
+// (pyops::<Op>Backward, or torch's CppNode for a Function), so a training step pays no Python
+// autograd.Function on either side -- at the MNIST sizes a Python node costs about what the kernels cost.
+// What is saved: the output for softmax (the backward needs only y); input, weight and (ReLU) the output for
+// linear_relu, never the pre-activation; the input, weights and hidden outputs for mlp (and, with log_softmax_dim, its output: the log-softmax's
 // backward needs only that); the caller's logits, target, weight and the per-row lse for
 // cross_entropy -- nothing of size N x C besides the caller's own input.
 //
@@ -69,91 +70,21 @@ struct BelowAutograd {
 
 std::optional<Tensor> opt(const Tensor& t) { return t.defined() ? std::optional<Tensor>(t) : std::nullopt; }
 
-// ---------------------------------------------------------------- softmax, log_softmax
-template <bool Log>
-struct SoftmaxFunction : torch::autograd::Function<SoftmaxFunction<Log>> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& input, int64_t dim) {
-    static const auto fwd = find_op<Tensor(const Tensor&, int64_t)>(
-        Log ? PYOPS_QUALIFIED("log_softmax_fwd") : PYOPS_QUALIFIED("softmax_fwd"));
-    Tensor output;
-    {
-      BelowAutograd guard;
-      output = fwd.call(input, dim);
-    }
-    ctx->save_for_backward({output});
-    ctx->saved_data["dim"] = dim;
-    return output;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto bwd = find_op<Tensor(const Tensor&, const Tensor&, int64_t)>(
-        Log ? PYOPS_QUALIFIED("log_softmax_bwd") : PYOPS_QUALIFIED("softmax_bwd"));
-    Tensor grad_input;
-    if (ctx->needs_input_grad(0)) {
-      BelowAutograd guard;
-      grad_input = bwd.call(grad_outputs[0], ctx->get_saved_variables()[0], ctx->saved_data["dim"].toInt());
-    }
-    return {grad_input, Tensor()};
-  }
-};
-
-Tensor softmax(const Tensor& input, int64_t dim) { return SoftmaxFunction<false>::apply(input, dim); }
-Tensor log_softmax(const Tensor& input, int64_t dim) { return SoftmaxFunction<true>::apply(input, dim); }
-
-// ---------------------------------------------------------------- linear_relu
-struct LinearFunction : torch::autograd::Function<LinearFunction> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight,
-                        const std::optional<Tensor>& bias, bool relu) {
-    static const auto fwd = find_op<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, bool)>(
-        PYOPS_QUALIFIED("linear_relu_fwd"));
-    Tensor output;
-    {
-      BelowAutograd guard;
-      output = fwd.call(input, weight, bias, relu);
-    }
-    ctx->save_for_backward({input, weight, relu ? output : Tensor()});  // the ReLU mask: the output's sign
-    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
-    return output;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    static const auto bwd = find_op<std::tuple<Tensor, Tensor, Tensor>(
-        const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, std::array<bool, 3>)>(
-        PYOPS_QUALIFIED("linear_relu_bwd"));
-    const variable_list s = ctx->get_saved_variables();
-    // the edges: input, weight, then bias when given
-    const std::array<bool, 3> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
-                                   ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2)};
-    Tensor gx, gw, gb;
-    {
-      BelowAutograd guard;
-      std::tie(gx, gw, gb) = bwd.call(grad_outputs[0], s[0], s[1], opt(s[2]), mask);
-    }
-    return {mask[0] ? gx : Tensor(), mask[1] ? gw : Tensor(), mask[2] ? gb : Tensor(), Tensor()};
-  }
-};
-
-Tensor linear_relu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias, bool relu) {
-  return LinearFunction::apply(input, weight, bias, relu);
-}
-
-// ---------------------------------------------------------------- mlp
-// With log_softmax_dim, the network's log-softmax is computed in the same node (log_softmax_fwd / _bwd, the
-// kernels of log_softmax above): a classifier's forward is one autograd node, not two.
-//
-// This node is written out as PyTorch's own nodes are (a torch::autograd::Node subclass with SavedVariables),
-// not as a torch::autograd::Function: mlp is the drop-in training step's one node, and a Function's CppNode does
-// bookkeeping at every call that this node has no use for -- an input info (with its sizes) per tensor, the
-// saved_data map of IValues, its output checks.  The same forward and backward through it took 10-15 us less
-// per call on a Zen 3 core (docs/dropin.md).  What a Function gave is kept: grad mode and requires_grad decide
-// whether a node is made, the saved tensors are SavedVariables (version checks, saved-tensor hooks, "backward
-// through the graph a second time" once released), the backward holds the node's mutex, an undefined incoming
-// gradient gives undefined gradients, and a forward-mode tangent or a functorch transform is refused.
+// ---------------------------------------------------------------- nodes written out
+// softmax, log_softmax, linear_relu and mlp -- the ops a fused model runs at every layer of every step -- have
+// their nodes written out as PyTorch's own nodes are (a torch::autograd::Node subclass with SavedVariables),
+// not as a torch::autograd::Function: a Function's CppNode does bookkeeping at every call that these nodes have
+// no use for (an input info with its sizes per tensor, the saved_data map of IValues, its output checks).  The
+// same forward and backward through mlp's node took 14 us less per call on a Zen 3 core (docs/dropin.md).  What
+// a Function gives is kept: grad mode and requires_grad decide whether a node is made (wants_node), the saved
+// tensors are SavedVariables (version checks, saved-tensor hooks, "backward through the graph a second time"
+// once released), a backward holds the node's mutex, an undefined incoming gradient gives undefined gradients,
+// and a forward-mode tangent or a functorch transform is refused.  The losses keep their Functions.
 
 // A new node of type T as the graph holds nodes: c10::intrusive_ptr from the PyTorch release whose Node is an
 // intrusive_ptr_target on, std::shared_ptr (freed by torch's deleteNode, found by argument-dependent lookup)
 // before it.
-template <class T> auto make_node() {
+template <class T> auto new_node() {
   if constexpr (std::is_base_of_v<c10::intrusive_ptr_target, T>) {
     return c10::make_intrusive<T>();
   } else {
@@ -170,6 +101,132 @@ template <class T> auto self_ptr(T* node) {
   }
 }
 
+// Whether a call of `op` on `inputs` (its differentiable arguments that exist) records a node: grad mode on and
+// an input that requires grad.  Refuses what a torch::autograd::Function refuses, before any kernel runs.
+bool wants_node(at::ArrayRef<Tensor> inputs, const char* op) {
+  if (const auto& functorch_tls = at::functorch::functorchTLSAccessor())
+    functorch_tls->checkSupportsCppAutogradFunction();  // as a torch::autograd::Function: a clear error
+  bool requires_grad = false;
+  for (const Tensor& t : inputs) {
+    TORCH_CHECK(!torch::autograd::isFwGradDefined(t), op, ": forward-mode automatic differentiation is not "
+                "implemented (an input has a tangent)");
+    requires_grad = requires_grad || t.requires_grad();
+  }
+  return requires_grad && at::GradMode::is_enabled();
+}
+
+// A node of type T for `output`, its edges to `inputs` (as given to wants_node).  Save `output` in it after this.
+template <class T> auto attach_node(at::ArrayRef<Tensor> inputs, const Tensor& output) {
+  auto node = new_node<T>();
+  node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+  torch::autograd::set_history(output, node);
+  return node;
+}
+
+// ---------------------------------------------------------------- softmax, log_softmax
+template <bool Log>
+struct SoftmaxBackward : torch::autograd::Node {
+  int64_t dim = 0;
+  torch::autograd::SavedVariable output;  // the backward needs only y
+
+  std::string name() const override { return Log ? "pyops::LogSoftmaxBackward" : "pyops::SoftmaxBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    output.reset_data();
+  }
+
+  variable_list apply(variable_list&& grad_outputs) override {
+    static const auto bwd = find_op<Tensor(const Tensor&, const Tensor&, int64_t)>(
+        Log ? PYOPS_QUALIFIED("log_softmax_bwd") : PYOPS_QUALIFIED("softmax_bwd"));
+    std::lock_guard<std::mutex> lock(mutex_);  // a graph kept with retain_graph may run backward from two threads
+    if (!grad_outputs[0].defined() || !task_should_compute_output(0)) return {Tensor()};
+    const Tensor y = output.unpack(self_ptr(this));
+    BelowAutograd guard;
+    return {bwd.call(grad_outputs[0], y, dim)};
+  }
+};
+
+template <bool Log> Tensor softmax_op(const Tensor& input, int64_t dim) {
+  static const auto fwd = find_op<Tensor(const Tensor&, int64_t)>(
+      Log ? PYOPS_QUALIFIED("log_softmax_fwd") : PYOPS_QUALIFIED("softmax_fwd"));
+  const bool graph = wants_node({input}, Log ? "log_softmax" : "softmax");
+  Tensor output;
+  {
+    BelowAutograd guard;
+    output = fwd.call(input, dim);
+  }
+  if (!graph) return output;
+  auto node = attach_node<SoftmaxBackward<Log>>({input}, output);
+  node->dim = dim;
+  node->output = torch::autograd::SavedVariable(output, true);
+  return output;
+}
+
+Tensor softmax(const Tensor& input, int64_t dim) { return softmax_op<false>(input, dim); }
+Tensor log_softmax(const Tensor& input, int64_t dim) { return softmax_op<true>(input, dim); }
+
+// ---------------------------------------------------------------- linear_relu
+struct LinearReluBackward : torch::autograd::Node {
+  bool has_bias = false, relu = false;
+  torch::autograd::SavedVariable input, weight, output;  // output: the ReLU mask (its sign), when relu
+
+  std::string name() const override { return "pyops::LinearReluBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    input.reset_data();
+    weight.reset_data();
+    output.reset_data();
+  }
+
+  variable_list apply(variable_list&& grad_outputs) override {
+    static const auto bwd = find_op<std::tuple<Tensor, Tensor, Tensor>(
+        const Tensor&, const Tensor&, const Tensor&, const std::optional<Tensor>&, std::array<bool, 3>)>(
+        PYOPS_QUALIFIED("linear_relu_bwd"));
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!grad_outputs[0].defined()) return variable_list(num_outputs());
+    // the edges: input, weight, then bias when given
+    const std::array<bool, 3> mask{task_should_compute_output(0), task_should_compute_output(1),
+                                   has_bias && task_should_compute_output(2)};
+    const Tensor x = input.unpack(), w = weight.unpack();
+    const std::optional<Tensor> y = relu ? std::optional<Tensor>(output.unpack(self_ptr(this))) : std::nullopt;
+    Tensor gx, gw, gb;
+    {
+      BelowAutograd guard;
+      std::tie(gx, gw, gb) = bwd.call(grad_outputs[0], x, w, y, mask);
+    }
+    variable_list out{mask[0] ? std::move(gx) : Tensor(), mask[1] ? std::move(gw) : Tensor()};
+    if (has_bias) out.push_back(mask[2] ? std::move(gb) : Tensor());
+    return out;
+  }
+};
+
+Tensor linear_relu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias, bool relu) {
+  static const auto fwd = find_op<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, bool)>(
+      PYOPS_QUALIFIED("linear_relu_fwd"));
+  const bool has_bias = bias.has_value() && bias->defined();
+  const std::vector<Tensor> inputs = has_bias ? std::vector<Tensor>{input, weight, *bias}
+                                              : std::vector<Tensor>{input, weight};
+  const bool graph = wants_node(inputs, "linear_relu");
+  Tensor output;
+  {
+    BelowAutograd guard;
+    output = fwd.call(input, weight, bias, relu);
+  }
+  if (!graph) return output;
+  auto node = attach_node<LinearReluBackward>(inputs, output);
+  node->has_bias = has_bias;
+  node->relu = relu;
+  node->input = torch::autograd::SavedVariable(input, false);
+  node->weight = torch::autograd::SavedVariable(weight, false);
+  if (relu) node->output = torch::autograd::SavedVariable(output, true);
+  return output;
+}
+
+// ---------------------------------------------------------------- mlp
+// With log_softmax_dim, the network's log-softmax is computed in the same node (log_softmax_fwd / _bwd, the
+// kernels of log_softmax above): a classifier's forward is one autograd node, not two.
 struct MLPBackward : torch::autograd::Node {
   std::vector<bool> with_bias;          // layer i has a bias (an edge after the weights')
   std::optional<int64_t> log_softmax_dim;
@@ -240,14 +297,7 @@ Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::opt
     with_bias[i] = b.has_value() && b->defined();
     if (with_bias[i]) inputs.push_back(*b);
   }
-  if (const auto& functorch_tls = at::functorch::functorchTLSAccessor())
-    functorch_tls->checkSupportsCppAutogradFunction();  // as a torch::autograd::Function: a clear error
-  bool requires_grad = false;
-  for (const Tensor& t : inputs) {
-    TORCH_CHECK(!torch::autograd::isFwGradDefined(t), "mlp: forward-mode automatic differentiation is not "
-                "implemented (an input has a tangent)");
-    requires_grad = requires_grad || t.requires_grad();
-  }
+  const bool graph = wants_node(inputs, "mlp");
   c10::List<std::optional<Tensor>> b;
   b.reserve(with_bias.size());
   for (size_t i = 0, j = 1 + L; i < with_bias.size(); ++i)
@@ -259,9 +309,8 @@ Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::opt
     outs = fwd.call(input, weights, b);
     output = log_softmax_dim ? lsm_fwd.call(outs.back(), *log_softmax_dim) : outs.back();
   }
-  if (!requires_grad || !at::GradMode::is_enabled()) return output;
-  auto node = make_node<MLPBackward>();
-  node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+  if (!graph) return output;
+  auto node = attach_node<MLPBackward>(inputs, output);
   node->with_bias = std::move(with_bias);
   node->log_softmax_dim = log_softmax_dim;
   node->input = torch::autograd::SavedVariable(input, false);
@@ -269,7 +318,6 @@ Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::opt
   for (const Tensor& w : weights) node->weights.emplace_back(w, false);
   node->hidden.reserve(outs.size() - 1);
   for (size_t i = 0; i + 1 < outs.size(); ++i) node->hidden.emplace_back(outs[i], false);
-  torch::autograd::set_history(output, node);
   if (log_softmax_dim) node->output = torch::autograd::SavedVariable(output, true);
   return output;
 }
