@@ -19,9 +19,9 @@
 // (pyops::<Op>Backward, or torch's CppNode for a Function), so a training step pays no Python
 // autograd.Function on either side -- at the MNIST sizes a Python node costs about what the kernels cost.
 // What is saved: the output for softmax (the backward needs only y); input, weight and (ReLU) the output for
-// linear_relu, never the pre-activation; the input, weights and hidden outputs for mlp (and, with log_softmax_dim, its output: the log-softmax's
-// backward needs only that); the caller's logits, target, weight and the per-row lse for
-// cross_entropy -- nothing of size N x C besides the caller's own input.
+// linear_relu, never the pre-activation; the input, weights and hidden outputs for mlp (and, with
+// log_softmax_dim, its output: the log-softmax's backward needs only that); the caller's logits, target, weight
+// and the per-row lse for cross_entropy -- nothing of size N x C besides the caller's own input.
 //
 // The backwards run below autograd and without grad mode: a double backward through them fails loudly (the
 // gradient does not require grad) instead of returning zeros.  The derivative for the class weights is not
