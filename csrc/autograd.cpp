@@ -292,16 +292,15 @@ Tensor mlp(const Tensor& input, at::TensorList weights, const c10::List<std::opt
   inputs.push_back(input);
   inputs.insert(inputs.end(), weights.begin(), weights.end());
   std::vector<bool> with_bias(biases.size());
+  c10::List<std::optional<Tensor>> b;  // mlp_fwd's biases: an undefined one as none
+  b.reserve(biases.size());
   for (size_t i = 0; i < biases.size(); ++i) {
-    const std::optional<Tensor> b = biases.get(i);
-    with_bias[i] = b.has_value() && b->defined();
-    if (with_bias[i]) inputs.push_back(*b);
+    const std::optional<Tensor> bias = biases.get(i);
+    with_bias[i] = bias.has_value() && bias->defined();
+    b.push_back(with_bias[i] ? bias : std::nullopt);
+    if (with_bias[i]) inputs.push_back(*bias);
   }
   const bool graph = wants_node(inputs, "mlp");
-  c10::List<std::optional<Tensor>> b;
-  b.reserve(with_bias.size());
-  for (size_t i = 0, j = 1 + L; i < with_bias.size(); ++i)
-    b.push_back(with_bias[i] ? std::optional<Tensor>(inputs[j++]) : std::nullopt);
   std::vector<Tensor> outs;
   Tensor output;
   {
