@@ -85,13 +85,14 @@ inline Rows as_rows(const at::Tensor& t, int64_t dim) {
     r.ld = t.size(0) > 1 ? t.stride(0) : r.cols;
     return r;
   }
-  r.data = t.movedim(dim, -1).contiguous();
+  r.data = dim == t.dim() - 1 && t.is_contiguous() ? t : t.movedim(dim, -1).contiguous();
   r.ld = r.cols;
   return r;
 }
 
 // Output buffer for a row operation on `t` along `dim`: allocated [.., cols] with dim last and
-// contiguous; `restore_layout` gives back the tensor with `t`'s dim order (a permuted view, no copy).
+// contiguous; `restore_layout` gives back the tensor with `t`'s dim order (the buffer itself when dim is
+// last, else a permuted view of it; no copy).
 inline at::Tensor empty_rows_like(const at::Tensor& t, int64_t dim) {
   if (t.dim() == 0) return at::empty({1}, t.options());
   std::vector<c10::SymInt> sizes(t.sym_sizes().begin(), t.sym_sizes().end());
@@ -100,6 +101,7 @@ inline at::Tensor empty_rows_like(const at::Tensor& t, int64_t dim) {
 }
 inline at::Tensor restore_layout(const at::Tensor& out, const at::Tensor& like, int64_t dim) {
   if (like.dim() == 0) return out.reshape({});
+  if (dim == like.dim() - 1) return out;  // already in order: no permuted view (a dispatched op, ~1 us a call)
   return out.movedim(-1, dim);
 }
 
