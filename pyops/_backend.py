@@ -28,7 +28,7 @@ def check_name(name: str, where: str = "backend") -> str:
 
 
 _PROCESS_DEFAULT = check_name(os.environ.get("PYOPS_BACKEND", "auto").strip() or "auto", "PYOPS_BACKEND value")
-_stack: list[str] = []  # innermost `use_backend` last
+_stack: list[str] = []  # innermost `use_backend` last; changed in place only (pyops._checks holds it too)
 
 
 @contextlib.contextmanager

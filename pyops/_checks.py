@@ -62,10 +62,16 @@ PASSED: dict = {}
 MISS = object()  # repeat()'s "run the full checks"
 
 
+_is_compiling = torch.compiler.is_compiling  # (dynamo knows the function, not the name it is called by)
+_backend_stack = _backend._stack  # the innermost use_backend last: current_backend() without a call
+
+
 def passed_key(op: str, backend, input):
     """``PASSED``'s key of a call of ``op`` on ``input`` with ``backend=``, or None (input is no tensor; dynamo)."""
-    if isinstance(input, torch.Tensor) and not torch.compiler.is_compiling():
-        return op, backend if backend is not None else _backend.current_backend(), input.device, input.dtype
+    if isinstance(input, torch.Tensor) and not _is_compiling():
+        if backend is None:
+            backend = _backend_stack[-1] if _backend_stack else _backend._PROCESS_DEFAULT
+        return op, backend, input.device, input.dtype
     return None
 
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import operator
 import warnings
 from typing import Optional
 
@@ -89,7 +90,7 @@ _any_autocast = torch._C._is_any_autocast_enabled
 # as they come on the CPU (CPU autocast lists neither).  A backend without kernels for the autocast dtype (cpu:
 # no float16/bfloat16) raises its error, with the layer's path -- never a silent float32 result.
 def _autocast_dtype(x) -> Optional[torch.dtype]:
-    if not _any_autocast():  # (one C call: the common case, at every layer of every step)
+    if not _any_autocast():  # (the _f_* wrappers ask this first themselves, at every layer of every step)
         return None
     dev = x.device.type if isinstance(x, torch.Tensor) else "cpu"
     try:
@@ -103,11 +104,13 @@ def _cast(t, dtype):
     return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype else t
 
 
+# Each first asks _any_autocast() itself: the common case then costs one C call, not a Python frame more.
 def _f_linear(x, w, b, relu, backend, where):
     try:
-        dt = _autocast_dtype(x)
-        if dt is not None:
-            x, w, b = _cast(x, dt), _cast(w, dt), _cast(b, dt)
+        if _any_autocast():
+            dt = _autocast_dtype(x)
+            if dt is not None:
+                x, w, b = _cast(x, dt), _cast(w, dt), _cast(b, dt)
         return (linear_relu if relu else linear)(x, w, b, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
         raise _located(e, where) from e
@@ -115,7 +118,7 @@ def _f_linear(x, w, b, relu, backend, where):
 
 def _f_mlp(x, weights, biases, backend, where, log_softmax_dim=None):
     try:
-        dt = _autocast_dtype(x)
+        dt = _autocast_dtype(x) if _any_autocast() else None
         if dt is None:
             return mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
         x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
@@ -128,7 +131,7 @@ def _f_mlp(x, weights, biases, backend, where, log_softmax_dim=None):
 
 def _f_softmax(x, dim, dtype, log, backend, where):
     try:
-        if dtype is None and _autocast_dtype(x) is not None and x.device.type == "cuda":
+        if dtype is None and _any_autocast() and _autocast_dtype(x) is not None and x.device.type == "cuda":
             x = _cast(x, torch.float32)
         return (log_softmax if log else softmax)(x, dim, dtype, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
@@ -137,7 +140,7 @@ def _f_softmax(x, dim, dtype, log, backend, where):
 
 def _f_loss(x, target, weight, ignore_index, reduction, label_smoothing, ce, backend, where):
     try:
-        if _autocast_dtype(x) is not None:
+        if _any_autocast() and _autocast_dtype(x) is not None:
             x, weight = _cast(x, torch.float32), _cast(weight, torch.float32)
         if not ce:
             return nll_loss(x, target, weight, ignore_index=ignore_index, reduction=reduction, backend=backend)
@@ -153,7 +156,7 @@ def _f_loss(x, target, weight, ignore_index, reduction, label_smoothing, ce, bac
 def _f_log_softmax_nll(x, dim, target, weight, ignore_index, reduction, backend, where):
     """nll_loss(log_softmax(x, dim), ...): one pyops.cross_entropy when ``dim`` is the class dim."""
     try:
-        if _autocast_dtype(x) is not None:  # the loss is float32 under autocast: the fused one computes in it
+        if _any_autocast() and _autocast_dtype(x) is not None:  # the loss is float32 under autocast: computed in it
             x, weight = _cast(x, torch.float32), _cast(weight, torch.float32)
         class_dim = 0 if x.dim() == 1 else 1
         if dim is not None and (dim if dim >= 0 else dim + x.dim()) == class_dim:
@@ -493,11 +496,14 @@ def _trace(module: nn.Module, uniform: bool = True):
     return results, modules
 
 
+_TRAINING = operator.attrgetter("training")
+_HOOK_DICTS = operator.attrgetter("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def _state(mods: tuple) -> tuple:
-    """What a traced graph depends on besides the code: each submodule's (mode, whether it has hooks).  Runs at
-    every call: one comprehension, has_hooks inlined."""
-    return tuple([(m.training, bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                    or m._backward_pre_hooks)) for m in mods])
+    """What a traced graph depends on besides the code: (each submodule's mode, whether each has hooks -- as
+    has_hooks says).  Runs at every call: C-level maps only, no Python frame per submodule."""
+    return tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -572,8 +578,8 @@ class _FusedForward:
 def _uniform_fns(module: nn.Module, backend, mods: tuple, rewritten=None) -> dict:
     """{state: code} for the module in train() and in eval() with the hooks it has now."""
     f_train, f_eval, _ = rewritten or _rewrite(module, _trace(module), backend)
-    hooks = [has_hooks(m) for m in mods]
-    return {tuple((True, h) for h in hooks): f_train, tuple((False, h) for h in hooks): f_eval or f_train}
+    hooks = tuple(has_hooks(m) for m in mods)  # keys as _state makes them
+    return {((True,) * len(mods), hooks): f_train, ((False,) * len(mods), hooks): f_eval or f_train}
 
 
 def _install(module: nn.Module, f_train, f_eval, backend) -> None:
