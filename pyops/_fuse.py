@@ -496,14 +496,11 @@ def _trace(module: nn.Module, uniform: bool = True):
     return results, modules
 
 
+# A submodule state -- what a traced graph depends on besides the code: (each submodule's mode, whether each has
+# hooks, as has_hooks says).  _FusedForward.__call__ computes it at every call with C-level maps only (no Python
+# frame per submodule): tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods))).
 _TRAINING = operator.attrgetter("training")
 _HOOK_DICTS = operator.attrgetter("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def _state(mods: tuple) -> tuple:
-    """What a traced graph depends on besides the code: (each submodule's mode, whether each has hooks -- as
-    has_hooks says).  Runs at every call: C-level maps only, no Python frame per submodule."""
-    return tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -533,7 +530,7 @@ _SWAPS = {nn.Linear: pnn.Linear, nn.Softmax: pnn.Softmax, nn.LogSoftmax: pnn.Log
 
 
 class _FusedForward:
-    """The instance's ``forward``: the code of the graph traced for the submodules' current state (_state).
+    """The instance's ``forward``: the code of the graph traced for the submodules' current state (see _TRAINING).
 
     ``fns`` maps a state to its code.  ``fuse`` traces the two uniform states (all in train(), all in eval(),
     no hooks beyond those present then); any other state is traced and rewritten at the first call that meets
@@ -561,7 +558,8 @@ class _FusedForward:
             self.mods = tuple(self.module.modules())
             if self.fns is None:
                 self.fns = _uniform_fns(self.module, self.backend, self.mods)
-        state = _state(self.mods)
+        mods = self.mods
+        state = tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))  # (see _TRAINING)
         f = self.fns.get(state) or self._retrace(state)
         return f(self.module, *args, **kwargs)
 
@@ -578,7 +576,7 @@ class _FusedForward:
 def _uniform_fns(module: nn.Module, backend, mods: tuple, rewritten=None) -> dict:
     """{state: code} for the module in train() and in eval() with the hooks it has now."""
     f_train, f_eval, _ = rewritten or _rewrite(module, _trace(module), backend)
-    hooks = tuple(has_hooks(m) for m in mods)  # keys as _state makes them
+    hooks = tuple(has_hooks(m) for m in mods)  # keys as __call__ makes them (see _TRAINING)
     return {((True,) * len(mods), hooks): f_train, ((False,) * len(mods), hooks): f_eval or f_train}
 
 
