@@ -21,6 +21,8 @@ Last, the stock loop's phases (zero_grad, model(x), loss, backward, step) timed 
 for stock PyTorch with Adam(fused=True), the drop-in, and the drop-in with ``loss.backward()`` replaced by the
 engine call that ``torch.autograd.backward`` ends in (what the Python of ``backward()`` costs within a step,
 where the optimizer's pass has pushed that code out of the caches: several times what it costs in a loop).
+Last, the drop-in step with its forward entered at each layer in turn -- model(x), the fused forward, its
+code, pyops.mlp, the torch.ops op -- so that each layer's Python is priced inside a step too.
 
 With ``--perf DIR`` it instead samples each of the one-op step and the drop-in with ``perf record`` (Linux perf,
 attached to this process for --perf-steps steps after a warm-up, so that imports and setup are not counted) and
@@ -192,6 +194,41 @@ def phases(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: in
     return times, {k: list(tr.model.parameters()) for k, (tr, _) in ways.items()}
 
 
+# The drop-in step with its forward entered at a lower layer each time: what each layer of the fused forward's
+# Python costs inside a step (where the kernels have pushed that code out of the caches), not in a loop.
+FORWARD_LAYERS = ("model(x)", "model.forward(x)", "the fused code", "pyops.mlp", "torch.ops op")
+
+
+def forward_layers(state: dict, x: torch.Tensor, y: torch.Tensor, rounds: int, block: int, order: random.Random):
+    """({layer: [µs per timed step]}, {layer: its parameters}): the drop-in step, its forward called as
+    FORWARD_LAYERS name it -- the module call; the fused forward (_FusedForward: the submodules' state, the code
+    for it); that code (the parameters looked up on the module, pyops._fuse._f_mlp); pyops.mlp with the lists
+    made once; the namespace's mlp op itself."""
+    cpu = torch.device("cpu")
+
+    def way(layer):
+        tr = bench.dropin_trainer(state, lr=models.SEED_LR, device=cpu)
+        model, opt = tr.model, tr.optimizer
+        linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+        ws, bs = [m.weight for m in linears], [m.bias for m in linears]
+        code = next(iter(model.forward.fns.values()))  # the code for train() without hooks (what runs here)
+        op = pyops._ops.ops("cpu").mlp
+        forward = {"model(x)": lambda: model(x), "model.forward(x)": lambda: model.forward(x),
+                   "the fused code": lambda: code(model, x),
+                   "pyops.mlp": lambda: pyops.mlp(x, ws, bs, log_softmax_dim=1),
+                   "torch.ops op": lambda: op(x, ws, bs, 1)}[layer]
+
+        def step():
+            opt.zero_grad()
+            F.nll_loss(forward(), y).backward()
+            opt.step()
+        return tr, step
+
+    ways = {layer: way(layer) for layer in FORWARD_LAYERS}
+    times = blocks({k: timed(step) for k, (_, step) in ways.items()}, rounds, block, order)
+    return times, {k: list(tr.model.parameters()) for k, (tr, _) in ways.items()}
+
+
 # perf's "dso symbol" of a sample -> the kind of code it is in; the first match wins
 KINDS = (("GEMM (BLAS)", r"mkl_|sgemm|dgemm|openblas"), ("Adam kernel", r"pyops::.*adam"),
          ("pyops kernels, other", r"pyops::cpu::"), ("pyops glue", r"^_C\."),
@@ -310,6 +347,18 @@ def main(argv=None) -> None:
         print(f"  {name:32s}" + "".join(f"{c:11.1f}" for c in cols))
     print(f"  drop-in with and without backward()'s Python: max |parameter difference| "
           f"{max_difference(params['drop-in'], params['drop-in, engine called directly']):.2e}")
+    print("the drop-in step with its forward entered at each layer (10th percentile and median, us; each row's "
+          "difference to the row below: what that layer costs)")
+    times, params = forward_layers(state, x, y, args.rounds, args.block, order)
+    stats = {k: (sorted(t)[len(t) // 10], statistics.median(t)) for k, t in times.items()}
+    for upper, lower in zip(FORWARD_LAYERS, FORWARD_LAYERS[1:] + (None,)):
+        (p10, med), diff = stats[upper], ""
+        if lower is not None:
+            diff = f"  {p10 - stats[lower][0]:+7.1f} {med - stats[lower][1]:+7.1f}"
+        print(f"  {upper:18s}{p10:9.1f}{med:9.1f}{diff}")
+    ref = params[FORWARD_LAYERS[0]]
+    print(f"  the five ways' parameters after the same steps: max |difference| "
+          f"{max(max_difference(params[k], ref) for k in FORWARD_LAYERS):.2e}")
 
 
 if __name__ == "__main__":
