@@ -177,8 +177,13 @@ _SOFTMAX_METHODS = {"softmax": False, "log_softmax": True}
 _NLL_FNS = {F.nll_loss: False, F.cross_entropy: True}
 
 
-def has_hooks(m: nn.Module) -> bool:  # (hooks with kwargs, or always called, are in _forward_hooks too)
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+# A module's hook dicts (hooks with kwargs, or always called, are in _forward_hooks too): one list of them for
+# has_hooks and for the fused forward's per-call state (_FusedForward.__call__).
+_HOOK_DICTS = operator.attrgetter("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def has_hooks(m: nn.Module) -> bool:
+    return any(_HOOK_DICTS(m))
 
 
 def _bind(node: fx.Node, names, defaults: dict, skip_self: bool = False):
@@ -500,7 +505,6 @@ def _trace(module: nn.Module, uniform: bool = True):
 # hooks, as has_hooks says).  _FusedForward.__call__ computes it at every call with C-level maps only (no Python
 # frame per submodule): tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods))).
 _TRAINING = operator.attrgetter("training")
-_HOOK_DICTS = operator.attrgetter("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -576,7 +580,7 @@ class _FusedForward:
 def _uniform_fns(module: nn.Module, backend, mods: tuple, rewritten=None) -> dict:
     """{state: code} for the module in train() and in eval() with the hooks it has now."""
     f_train, f_eval, _ = rewritten or _rewrite(module, _trace(module), backend)
-    hooks = tuple(has_hooks(m) for m in mods)  # keys as __call__ makes them (see _TRAINING)
+    hooks = tuple(map(has_hooks, mods))  # keys as __call__ makes them (see _TRAINING)
     return {((True,) * len(mods), hooks): f_train, ((False,) * len(mods), hooks): f_eval or f_train}
 
 
