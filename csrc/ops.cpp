@@ -12,6 +12,7 @@
 // C++ autograd node (csrc/autograd.cpp).  Backward ops take what the forward saved.
 #include <Python.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/utils/pybind.h>
 #include <torch/library.h>
 
@@ -215,6 +216,22 @@ class AdamStepCall {
     op_.call(params_, grads, exp_avgs_, exp_avg_sqs_, max_exp_avg_sqs_, state_steps_, lr_tensor, counters, capturable,
              hparams);
   }
+  // The same call with each param's own .grad, read here: no Python object is made for a gradient (`p.grad` in
+  // Python wraps each one, and the list of them is dropped after the call).  False, and nothing done, when a param
+  // has no gradient (the caller then takes the general path).  Called with the GIL held; released for the op.
+  bool with_param_grads(const std::optional<at::Tensor>& lr_tensor, const std::optional<at::Tensor>& counters,
+                        bool capturable, const std::vector<double>& hparams) const {
+    std::vector<at::Tensor> grads;
+    grads.reserve(params_.size());
+    for (const at::Tensor& p : params_) {
+      const at::Tensor& g = p.grad();
+      if (!g.defined()) return false;
+      grads.push_back(g);
+    }
+    pybind11::gil_scoped_release no_gil;
+    (*this)(grads, lr_tensor, counters, capturable, hparams);
+    return true;
+  }
 
  private:
   c10::TypedOperatorHandle<pyops::AdamStepSig> op_;
@@ -232,6 +249,68 @@ template <class F> PyObject* gemm_string(F&& f) {
     PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     return nullptr;
   }
+}
+
+// set_grads_none(params): `p.grad = None` for every tensor of a list, as optimizer.zero_grad() does, without
+// making a Python object for each gradient (`p.grad is not None` in Python wraps it first).  Only for plain
+// tensors and Parameters: False, and nothing done, when it is not a list or holds anything else (a subclass may
+// define what setting .grad means; the caller then runs the Python loop).
+PyObject* set_grads_none(PyObject*, PyObject* arg) {
+  if (!PyList_Check(arg)) Py_RETURN_FALSE;
+  const Py_ssize_t n = PyList_GET_SIZE(arg);
+  for (Py_ssize_t i = 0; i < n; ++i)
+    if (!THPVariable_CheckExact(PyList_GET_ITEM(arg, i))) Py_RETURN_FALSE;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    const at::Tensor& t = THPVariable_Unpack(PyList_GET_ITEM(arg, i));
+    if (t.grad().defined()) t.mutable_grad().reset();
+  }
+  Py_RETURN_TRUE;
+}
+
+// module_states(mods): (tuple of each module's .training, tuple of whether each has a forward or backward hook),
+// what pyops.fuse's fused forward keys its code on at every call (pyops/_fuse.py, _FusedForward.__call__): the
+// same as tuple(map(attrgetter("training"), mods)) and tuple(map(any, map(attrgetter(<the four hook dicts>),
+// mods))) -- each attribute read, then each dict's truth -- with no Python tuple per module.
+PyObject* module_states(PyObject*, PyObject* mods) {
+  static PyObject* const training = PyUnicode_InternFromString("training");
+  static PyObject* const hook_names[4] = {
+      PyUnicode_InternFromString("_forward_hooks"), PyUnicode_InternFromString("_forward_pre_hooks"),
+      PyUnicode_InternFromString("_backward_hooks"), PyUnicode_InternFromString("_backward_pre_hooks")};
+  if (!PyTuple_Check(mods)) {
+    PyErr_SetString(PyExc_TypeError, "module_states: expected a tuple of modules");
+    return nullptr;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(mods);
+  PyObject* modes = PyTuple_New(n);
+  PyObject* hooks = PyTuple_New(n);
+  if (!modes || !hooks) goto fail;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* m = PyTuple_GET_ITEM(mods, i);
+    PyObject* mode = PyObject_GetAttr(m, training);
+    if (!mode) goto fail;
+    PyTuple_SET_ITEM(modes, i, mode);
+    PyObject* dicts[4] = {nullptr, nullptr, nullptr, nullptr};
+    bool ok = true, any = false;
+    for (int k = 0; k < 4 && ok; ++k) ok = (dicts[k] = PyObject_GetAttr(m, hook_names[k])) != nullptr;
+    for (int k = 0; k < 4 && ok && !any; ++k) {
+      const int truth = PyObject_IsTrue(dicts[k]);
+      ok = truth >= 0;
+      any = truth > 0;
+    }
+    for (PyObject* d : dicts) Py_XDECREF(d);
+    if (!ok) goto fail;
+    PyTuple_SET_ITEM(hooks, i, PyBool_FromLong(any));
+  }
+  {
+    PyObject* out = PyTuple_Pack(2, modes, hooks);
+    Py_DECREF(modes);
+    Py_DECREF(hooks);
+    return out;
+  }
+fail:
+  Py_XDECREF(modes);
+  Py_XDECREF(hooks);
+  return nullptr;
 }
 
 PyObject* cpu_gemm_path(PyObject*, PyObject* args) {
@@ -259,6 +338,11 @@ PyObject* cpu_adam_idle_blocks(PyObject*, PyObject*) { return PyLong_FromLongLon
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "How this extension was built: CUDA, architectures, nvcc, AVX2."},
+    {"module_states", module_states, METH_O,
+     "module_states(mods): (each module's .training, whether each has forward/backward hooks), as two tuples."},
+    {"set_grads_none", set_grads_none, METH_O,
+     "set_grads_none(params): p.grad = None for each tensor of the list; False (nothing done) when an item is not a "
+     "plain tensor or Parameter."},
     {"adam_hparams", adam_hparams, METH_NOARGS,
      "The hyperparameters of adam_step's and mlp_train_step's `hparams` list, in its order: (name, 'float' or "
      "'bool', default, param-group key) each (kernels/cuda/adam_hparams.h)."},
@@ -309,7 +393,9 @@ PyMODINIT_FUNC C10_CONCATENATE(PyInit_, TORCH_EXTENSION_NAME)(void) {
                              "A prepared call of an adam_step op for one bucket of pyops.optim.Adam's cached plan.")
         .def(py::init<const std::string&, std::vector<at::Tensor>, std::vector<at::Tensor>, std::vector<at::Tensor>,
                       std::vector<at::Tensor>, std::vector<at::Tensor>>())
-        .def("__call__", &AdamStepCall::operator(), py::call_guard<py::gil_scoped_release>());
+        .def("__call__", &AdamStepCall::operator(), py::call_guard<py::gil_scoped_release>())
+        .def("with_param_grads", &AdamStepCall::with_param_grads,
+             "The call with each param's own .grad; False (nothing done) when a param has none.");
   } catch (pybind11::error_already_set& e) {
     e.restore();
     Py_DECREF(module);

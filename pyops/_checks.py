@@ -76,9 +76,12 @@ def passed_key(op: str, backend, input):
 
 
 def passed(key, run):
-    """``run``, the op of a call that passed every check, remembered for ``key`` (None: not remembered)."""
+    """``run``, the op of a call that passed every check, remembered for ``key`` (None: not remembered).  An op
+    with one overload is remembered as the C function that its calls end in (``OpOverloadPacket.__call__`` and
+    ``OpOverload.__call__`` are one Python frame around it each)."""
     if key is not None:
-        PASSED[key] = run
+        single = isinstance(run, torch._ops.OpOverloadPacket) and run.overloads() == ["default"]
+        PASSED[key] = run.default._op if single else run
     return run
 
 

@@ -57,7 +57,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _backend
+from . import _backend, _checks, _ops
 from . import nn as pnn
 from .cross_entropy import cross_entropy, nll_loss
 from .linear_relu import linear, linear_relu
@@ -119,8 +119,11 @@ def _f_linear(x, w, b, relu, backend, where):
 def _f_mlp(x, weights, biases, backend, where, log_softmax_dim=None):
     try:
         dt = _autocast_dtype(x) if _any_autocast() else None
-        if dt is None:
-            return mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
+        if dt is None:  # a repeat goes straight to the op, as in pyops.mlp's first lines, without calling it
+            out = _checks.repeat(_checks.passed_key("mlp", backend, x), x, weights, biases, log_softmax_dim)
+            if out is _checks.MISS:
+                out = mlp(x, weights, biases, log_softmax_dim=log_softmax_dim, backend=backend)
+            return out
         x, weights, biases = _cast(x, dt), [_cast(w, dt) for w in weights], [_cast(b, dt) for b in biases]
         y = mlp(x, weights, biases, backend=backend)
     except (RuntimeError, TypeError, ValueError, IndexError) as e:
@@ -502,9 +505,12 @@ def _trace(module: nn.Module, uniform: bool = True):
 
 
 # A submodule state -- what a traced graph depends on besides the code: (each submodule's mode, whether each has
-# hooks, as has_hooks says).  _FusedForward.__call__ computes it at every call with C-level maps only (no Python
-# frame per submodule): tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods))).
+# hooks, as has_hooks says): tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods))).
+# _FusedForward.__call__ computes it at every call in C (_module_states: the same attribute reads and truth tests,
+# no Python tuple per submodule).
 _TRAINING = operator.attrgetter("training")
+_module_states = _ops._C.module_states
+_is_compiling = torch.compiler.is_compiling
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -563,7 +569,10 @@ class _FusedForward:
             if self.fns is None:
                 self.fns = _uniform_fns(self.module, self.backend, self.mods)
         mods = self.mods
-        state = tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))  # (see _TRAINING)
+        if _is_compiling():  # dynamo: the maps (it breaks the graph there quietly, at a C function with a warning)
+            state = tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))
+        else:
+            state = _module_states(mods)  # (see _TRAINING)
         f = self.fns.get(state) or self._retrace(state)
         return f(self.module, *args, **kwargs)
 

@@ -49,6 +49,7 @@ __all__ = ["Adam", "AdamW", "HPARAMS", "hparams"]
 #: The hyperparameters the adam_step and mlp_train_step ops take in their ``hparams`` list, in its order:
 #: (name, "float" or "bool", default, param-group key) each -- declared once, in kernels/cuda/adam_hparams.h.
 HPARAMS: tuple = _ops._C.adam_hparams()
+_set_grads_none = _ops._C.set_grads_none  # zero_grad's `p.grad = None` loop without wrapping each gradient
 # where each is in a param group: (key, None, default) for group[key], ("betas", 0, _) for "betas[0]"
 _KEYS = [(base, int(index[:-1]) if index else None, default)
          for base, _, index, default in (h[3].partition("[") + (h[2],) for h in HPARAMS)]
@@ -101,7 +102,9 @@ class _Bucket:
 
 
 class _Plan:
-    __slots__ = ("key", "buckets")
+    # own: the one bucket's prepared call with the params' own gradients, where every param of the group had one
+    # and they form one bucket (Adam.step's fast path); else None
+    __slots__ = ("key", "buckets", "own")
 
 
 def _hooked_step(step):
@@ -208,6 +211,8 @@ class Adam(torch.optim.Optimizer):
         if torch.autograd.profiler._is_profiler_enabled:
             return super().zero_grad(set_to_none)
         for group in self.param_groups:
+            if set_to_none and _set_grads_none(group["params"]):  # the loop below in C++ (plain tensors only)
+                continue
             for p in group["params"]:
                 g = p.grad
                 if g is None:
@@ -238,7 +243,21 @@ class Adam(torch.optim.Optimizer):
         torch.set_grad_enabled(False)  # the update is not part of any graph (as in torch.optim)
         try:
             backend = self.backend or _backend.current_backend()  # this call's backend= or the block's
+            compiling = torch.compiler.is_compiling()
             for group in self.param_groups:
+                plan = self._plans.get(id(group))
+                if plan is not None and plan.own is not None and not compiling and plan.key[1] == group["amsgrad"] \
+                        and plan.key[2] == group["capturable"] and plan.key[3] == backend:
+                    # the plan of a group whose every param had a gradient, one bucket: its prepared call reads the
+                    # gradients itself (False: one is missing now -- the general path below)
+                    lr_tensor, values = hparams(group)
+                    b = plan.buckets[0]
+                    try:
+                        if plan.own(lr_tensor, b.counters, b.device_steps, values):
+                            continue
+                    except (TypeError, RuntimeError):
+                        _check_numbers(type(self).__name__, values)
+                        raise
                 grads = [p.grad for p in group["params"]]
                 key = (tuple([g is not None for g in grads]), group["amsgrad"], group["capturable"], backend)
                 plan = self._plans.get(id(group))
@@ -248,7 +267,7 @@ class Adam(torch.optim.Optimizer):
                 try:
                     for b in plan.buckets:
                         bucket_grads = grads if b.index is None else [grads[i] for i in b.index]
-                        if b.call is not None and not torch.compiler.is_compiling():
+                        if b.call is not None and not compiling:
                             b.call(bucket_grads, lr_tensor, b.counters, b.device_steps, values)
                         else:  # (torch.compile traces the op itself)
                             b.run(b.params, bucket_grads, b.exp_avgs, b.exp_avg_sqs, b.max_exp_avg_sqs, b.steps,
@@ -284,6 +303,8 @@ class Adam(torch.optim.Optimizer):
         for dtype, index in buckets.items():
             ps = [group["params"][i] for i in index]
             plan.buckets.append(self._make_bucket(group, ps, None if len(index) == n_all else index, key[3]))
+        only = plan.buckets[0] if len(plan.buckets) == 1 else None
+        plan.own = only.call.with_param_grads if only is not None and only.index is None and only.call else None
         return plan
 
     def _check_group(self, group) -> None:

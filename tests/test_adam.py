@@ -541,6 +541,58 @@ def test_zero_grad_and_params_without_grad(backend):
     assert torch.equal(a.grad, torch.zeros_like(a))
 
 
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_step_reads_the_params_own_gradients_until_one_is_missing(backend):
+    """A group whose every param had a gradient when its plan was made is stepped by its prepared call with the
+    params' own .grad, read in C++ (AdamStepCall.with_param_grads); a step where one is missing takes the general
+    path (that param skipped, as torch.optim skips it), and the next full step the fast one again.  The numbers
+    are torch.optim.Adam's at every step, and the op runs once per step either way."""
+    torch.manual_seed(0)
+    a, b = torch.randn(7, requires_grad=True), torch.randn(3, 2, requires_grad=True)
+    ra, rb = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ours = pyops.optim.Adam([a, b], lr=0.05, backend=backend)
+    ref = torch.optim.Adam([ra, rb], lr=0.05)
+    for both in (True, True, False, True, False, True):
+        ga, gb = torch.randn(7), torch.randn(3, 2)
+        for (p, q), g in zip(((a, ra), (b, rb)), (ga, gb)):
+            p.grad, q.grad = (g.clone(), g.clone()) if both or p is a else (None, None)
+        with DispatchLog() as log:
+            ours.step()
+        ref.step()
+        assert log.names.count(f"{_ops.NAMESPACES[backend]}.adam_step") == 1
+        plan = ours._plans[id(ours.param_groups[0])]
+        assert (plan.own is not None) == both  # the fast path's plan exactly when both had a gradient
+        for p, q in ((a, ra), (b, rb)):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-7)
+    assert ours.state[a]["step"].item() == 6 and ours.state[b]["step"].item() == 4
+    bucket = plan.buckets[0]
+    a.grad = None  # the prepared call itself: False and nothing done when a param has no gradient
+    before = [t.clone() for t in (a, b, ours.state[b]["exp_avg"])]
+    assert bucket.call.with_param_grads(None, bucket.counters, bucket.device_steps, pyops.optim.hparams(
+        ours.param_groups[0])[1]) is False
+    assert all(torch.equal(x, y) for x, y in zip(before, (a, b, ours.state[b]["exp_avg"])))
+
+
+def test_zero_grad_sets_none_in_cpp_for_plain_tensors_only():
+    """zero_grad(set_to_none=True) clears plain tensors' and Parameters' .grad in C++ (_C.set_grads_none, no
+    Python object made per gradient); a list with anything else is left to the Python loop -- the helper says
+    False and touches nothing -- with the same result."""
+    class Tagged(torch.nn.Parameter):  # a subclass: what setting its .grad means is its own
+        pass
+
+    plain, param, tagged = torch.zeros(2, requires_grad=True), torch.nn.Parameter(torch.zeros(2)), Tagged(torch.zeros(2))
+    for t in (plain, param, tagged):
+        t.grad = torch.ones(2)
+    assert _ops._C.set_grads_none([plain, tagged]) is False and plain.grad is not None
+    assert _ops._C.set_grads_none((plain, param)) is False and plain.grad is not None  # not a list
+    assert _ops._C.set_grads_none([plain, param]) is True and plain.grad is None and param.grad is None
+    assert _ops._C.set_grads_none([plain, param]) is True  # no gradient: nothing to do
+    opt = pyops.optim.Adam([param, tagged], lr=0.1)
+    param.grad = torch.ones(2)
+    opt.zero_grad()
+    assert param.grad is None and tagged.grad is None
+
+
 def test_step_hooks_and_profiler_range():
     """The lean step wrapper keeps torch.optim's contract: per-optimizer and global pre/post hooks (a pre
     hook may replace the arguments), and the Optimizer.step#Adam.step range under the profiler."""

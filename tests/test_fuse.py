@@ -453,3 +453,34 @@ def test_whole_model_pickle_and_deepcopy_stay_fused():
         assert pyops.fuse_report(m) == pyops.fuse_report(model)
         m.eval()
         assert_close(m(x), model(x))
+
+
+def test_module_states_are_the_maps_they_replace():
+    """The fused forward's per-call state, computed in C (_C.module_states): each module's .training and whether
+    it has a forward or backward (pre-)hook -- the same tuples as the Python maps over the same modules (the
+    code's key), for each kind of hook and a submodule in eval(); an error of an attribute read is raised."""
+    from pyops import _fuse, _ops
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Dropout(), nn.Linear(2, 2), nn.Sequential(nn.ReLU()))
+    mods = tuple(net.modules())  # net, net[0..4], net[4][0]
+
+    def maps(ms):
+        return tuple(map(_fuse._TRAINING, ms)), tuple(map(any, map(_fuse._HOOK_DICTS, ms)))
+
+    assert _ops._C.module_states(mods) == maps(mods) == ((True,) * 7, (False,) * 7)
+    net[2].eval()
+    handles = [net[0].register_forward_hook(lambda *a: None), net[1].register_forward_pre_hook(lambda *a: None),
+               net[3].register_full_backward_hook(lambda *a: None),
+               net[4][0].register_full_backward_pre_hook(lambda *a: None)]
+    state = _ops._C.module_states(mods)
+    assert state == maps(mods)
+    assert state == ((True, True, True, False, True, True, True), (False, True, True, False, True, False, True))
+    assert all(type(v) is bool for v in state[1])
+    for h in handles:
+        h.remove()
+    assert _ops._C.module_states(mods) == maps(mods) and not any(_ops._C.module_states(mods)[1])
+    del net[1].training
+    with pytest.raises(AttributeError, match="training"):
+        _ops._C.module_states(mods)
+    with pytest.raises(TypeError, match="tuple of modules"):
+        _ops._C.module_states(list(mods))
