@@ -328,7 +328,8 @@ def test_cpu_gemm_packing_does_not_change_the_bits(m, k, n):
 @pytest.mark.parametrize("m,k,n", [(64, 256, 128),  # every GEMM splits B's column panels between the threads
                                    (300, 200, 40)])  # the forward and dx GEMMs split A's row panels
 def test_cpu_gemm_bits_do_not_depend_on_threads(m, k, n):
-    """Each output of the own GEMM is one FMA chain over k: the same bits on 1, 2 or 3 threads."""
+    """Each output of the own GEMM is one FMA chain over k: the same bits on 1, 2 or 3 threads (on 2 the backward's
+    dx and dW GEMMs run at once, one per thread; on 3 one after the other, each on all three)."""
     prev = torch.get_num_threads()
     results = []
     try:

@@ -129,6 +129,21 @@ template <class T> void gemm(int64_t m, int64_t n, int64_t k, View<const T> a, V
   else gemm_colmajor<T>(n, m, k, {b.p, b.cs, b.rs}, {a.p, a.cs, a.rs}, {c.p, c.cs, c.rs});
 }
 
+// Whether a layer's two backward GEMMs (dx and dW, independent: both read dz) run at once, one on each of
+// two threads, each GEMM on one thread, instead of one after the other on both.  Where the intra-op pool has
+// exactly two threads and both are the own GEMM's: with a team of two each GEMM packs a shared operand, meets
+// at a barrier and joins (a parallel region each), which at the MNIST layers costs more than one thread
+// loses by running one GEMM alone (docs/linear_relu.md, "CPU").  The bits are the same either way (gemm.h:
+// each element is one chain of FMAs, whatever the thread count).  With more threads the GEMMs keep them all.
+template <class T> bool one_gemm_per_thread(int64_t m1, int64_t n1, int64_t k1, int64_t m2, int64_t n2, int64_t k2) {
+  if constexpr (std::is_same_v<T, float>) {
+    return at::get_num_threads() == 2 && !omp_in_parallel() && !at::in_parallel_region() &&
+           sgemm::usable(m1, n1, k1) && sgemm::usable(m2, n2, k2) && m1 > 0 && n1 > 0 && k1 > 0 && m2 > 0 &&
+           n2 > 0 && k2 > 0;
+  }
+  return false;
+}
+
 template <class T> View<const T> view(const Matrix& m, bool transposed = false) {
   const T* p = static_cast<const T*>(m.data);
   return transposed ? View<const T>{p, m.cs, m.rs} : View<const T>{p, m.rs, m.cs};
@@ -335,14 +350,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_relu_bwd_impl(const at::Te
       if (need_b) mask_bias_grad_pass<T>(static_cast<const T*>(g.data), g.rs, g.cs, nullptr, nullptr, db, M, N);
       if (gemms) dz = blas_ready(g, grad_output);
     }
-    if (need_x) {  // dx = dz W: [M, N] x [N, K]
-      const Matrix w = blas_ready(as_matrix(weight), weight);
+    const Matrix w = need_x ? blas_ready(as_matrix(weight), weight) : Matrix{};
+    const Matrix x = need_w ? blas_ready(as_matrix(input), input) : Matrix{};
+    auto dx = [&] {  // dx = dz W: [M, N] x [N, K]
       gemm<T>(M, K, N, view<T>(dz), view<T>(w), {static_cast<T*>(gx.data_ptr()), K, 1});
-    }
-    if (need_w) {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
-      const Matrix x = blas_ready(as_matrix(input), input);
+    };
+    auto dw = [&] {  // dW = dz^T x: [N, M] x [M, K], in gw's layout (weight's)
       gemm<T>(N, K, M, view<T>(dz, /*transposed=*/true), view<T>(x),
               {static_cast<T*>(gw.data_ptr()), gw.stride(0), gw.stride(1)});
+    };
+    if (need_x && need_w && one_gemm_per_thread<T>(M, K, N, N, K, M)) {
+#pragma omp parallel num_threads(2)
+      {
+        const int t = omp_get_thread_num();
+        if (t == 0) dx();
+        if (t == 1 || omp_get_num_threads() == 1) dw();
+      }
+    } else {
+      if (need_x) dx();
+      if (need_w) dw();
     }
   });
   return {gx, gw, gb};
