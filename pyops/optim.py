@@ -247,9 +247,11 @@ class Adam(torch.optim.Optimizer):
             for group in self.param_groups:
                 plan = self._plans.get(id(group))
                 if plan is not None and plan.own is not None and not compiling and plan.key[1] == group["amsgrad"] \
-                        and plan.key[2] == group["capturable"] and plan.key[3] == backend:
+                        and plan.key[2] == group["capturable"] and plan.key[3] == backend \
+                        and len(group["params"]) == len(plan.key[0]):
                     # the plan of a group whose every param had a gradient, one bucket: its prepared call reads the
-                    # gradients itself (False: one is missing now -- the general path below)
+                    # gradients itself (False: one is missing now -- the general path below).  A group whose list
+                    # of params changed length takes the general path, whose key then differs: a new plan.
                     lr_tensor, values = hparams(group)
                     b = plan.buckets[0]
                     try:

@@ -565,6 +565,16 @@ def test_step_reads_the_params_own_gradients_until_one_is_missing(backend):
         for p, q in ((a, ra), (b, rb)):
             torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-6, atol=1e-7)
     assert ours.state[a]["step"].item() == 6 and ours.state[b]["step"].item() == 4
+    c = torch.randn(2, requires_grad=True)  # a param appended to the group's list by hand: planned and stepped
+    ours.param_groups[0]["params"].append(c)
+    for p in (a, b, c):
+        p.grad = torch.ones_like(p)
+    ours.step()
+    assert ours.state[c]["step"].item() == 1 and ours.state[a]["step"].item() == 7
+    ours.param_groups[0]["params"].pop()
+    ours.step()  # and dropped again
+    assert ours.state[c]["step"].item() == 1 and ours.state[a]["step"].item() == 8
+    plan = ours._plans[id(ours.param_groups[0])]
     bucket = plan.buckets[0]
     a.grad = None  # the prepared call itself: False and nothing done when a param has no gradient
     before = [t.clone() for t in (a, b, ours.state[b]["exp_avg"])]
