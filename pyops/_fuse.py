@@ -510,7 +510,6 @@ def _trace(module: nn.Module, uniform: bool = True):
 # no Python tuple per submodule).
 _TRAINING = operator.attrgetter("training")
 _module_states = _ops._C.module_states
-_is_compiling = torch.compiler.is_compiling
 
 
 def _rewrite(module: nn.Module, traced, backend: Optional[str]):
@@ -569,7 +568,7 @@ class _FusedForward:
             if self.fns is None:
                 self.fns = _uniform_fns(self.module, self.backend, self.mods)
         mods = self.mods
-        if _is_compiling():  # dynamo: the maps (it breaks the graph there quietly, at a C function with a warning)
+        if _checks._is_compiling():  # dynamo: the maps (it breaks the graph there quietly, at a C function with a warning)
             state = tuple(map(_TRAINING, mods)), tuple(map(any, map(_HOOK_DICTS, mods)))
         else:
             state = _module_states(mods)  # (see _TRAINING)
